@@ -1,0 +1,45 @@
+"""embedline: the right embedding for every kind of data, stored and searched in Milvus.
+
+Importing this package is cheap: it imports pluggy and attrs only.  The host API (``Pipeline``,
+``load_model``) is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+__version__ = "0.1.0"
+
+#: Decorate hook implementations with this marker (``@embedline.hookimpl``).
+hookimpl = pluggy.HookimplMarker("embedline")
+
+_LAZY = {
+    "Pipeline": "embedline.pipeline",
+    "load_model": "embedline.pipeline",
+    "EmbeddingModel": "embedline.pipeline",
+    "RunSummary": "embedline.pipeline",
+    "get_plugin_manager": "embedline.plugins",
+    "Item": "embedline.contracts",
+    "Model": "embedline.contracts",
+    "Failed": "embedline.contracts",
+    "Record": "embedline.contracts",
+    "Hit": "embedline.contracts",
+    "VectorStore": "embedline.contracts",
+    "PluginInfo": "embedline.contracts",
+    "Option": "embedline.contracts",
+}
+
+__all__ = ["__version__", "hookimpl", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

