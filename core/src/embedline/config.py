@@ -84,6 +84,7 @@ class SourceSpec:
     metadata_fields: tuple[str, ...] | None = None  # None: every other field of a row
     encoding: str = "utf-8"
     chunk: ChunkSpec = ChunkSpec()
+    base_dir: Path = Path(".")  # uris are shown relative to it
 
 
 @attrs.frozen
@@ -285,7 +286,7 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> PipelineConfig
 def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: str | os.PathLike[str] = ".") -> PipelineConfig:
     """Check a pipeline given as a dict (the parsed TOML)."""
     reader = _Reader(origin)
-    base = Path(base_dir)
+    base = Path(base_dir).resolve()
     if not isinstance(data, Mapping):
         raise reader.error(None, f"expected a table at top level, got {type(data).__name__}")
     for key in data:
@@ -313,6 +314,7 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
             metadata_fields=None if src["metadata_fields"] is None else tuple(src["metadata_fields"]),
             encoding=src["encoding"],
             chunk=ChunkSpec(**chunk),
+            base_dir=base,
         )
 
     if "model" in data and "models" in data:
@@ -445,5 +447,5 @@ def redacted(config: PipelineConfig) -> dict[str, Any]:
             return [clean(v) for v in value]
         return value
 
-    data = attrs.asdict(config, recurse=True, retain_collection_types=False)
+    data = attrs.asdict(config, recurse=True)
     return clean(data)

@@ -1,0 +1,173 @@
+"""The ``embedline`` command: run, search, plugins, check.
+
+User errors print one line on stderr and exit 1 (2 for usage errors); ``--debug`` adds the traceback.
+Only the standard library, pluggy and attrs are imported before a command needs more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from embedline import __version__
+from embedline.config import DEFAULT_CONFIG
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embedline",
+        description="Embed unstructured data with the right model per type; store and search it in Milvus.",
+    )
+    parser.add_argument("--version", action="version", version=f"embedline {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="ingest: embed the pipeline's source into its store")
+    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"pipeline file (default: {DEFAULT_CONFIG})")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    search = sub.add_parser("search", help="nearest neighbours of a text query or a file")
+    search.add_argument("args", nargs="+", metavar="[CONFIG] QUERY", help="pipeline file (optional) and query")
+    search.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
+    search.add_argument("--filter", default=None, help="store filter expression, e.g. 'chunk == 0'")
+    search.add_argument("--json", action="store_true", help="print hits as JSON")
+
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="print as JSON")
+
+    check = sub.add_parser("check", help="validate a pipeline file without running it")
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"pipeline file (default: {DEFAULT_CONFIG})")
+    check.add_argument("--json", action="store_true", help="print the checked pipeline as JSON (secrets hidden)")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from embedline.pipeline import Pipeline
+
+    with Pipeline.from_toml(args.config) as pipeline:
+        progress = not args.no_progress and sys.stderr.isatty()
+        summary = pipeline.run(progress=progress)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(summary.format())
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
+
+
+def _one_line(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from embedline.pipeline import Pipeline
+
+    if len(args.args) > 2:
+        raise _Usage("search takes [CONFIG] QUERY; quote a query that has spaces")
+    config, query = (args.args if len(args.args) == 2 else (DEFAULT_CONFIG, args.args[0]))
+    if args.k < 1:
+        raise _Usage("-k must be at least 1")
+    with Pipeline.from_toml(config) as pipeline:
+        hits = pipeline.search(query, k=args.k, filter=args.filter)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not hits:
+        print("no hits")
+    for rank, hit in enumerate(hits, start=1):
+        where = hit.uri + (f"#{hit.chunk}" if hit.modality == "text" else "")
+        print(f"{rank:>2}. {hit.score:.4f}  {where}")
+        if hit.text:
+            print(f"    {_one_line(hit.text)}")
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from embedline.plugins import get_plugin_manager
+
+    rows = get_plugin_manager().describe()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no plugins installed")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['name']:<12} {row['version']:<8} ERROR {row['error']}")
+            continue
+        modalities = ",".join(row["modalities"]) or "-"
+        print(f"{row['name']:<12} {row['version']:<8} {row['kind']:<6} {modalities:<24} hooks: {', '.join(row['hooks'])}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from embedline.config import bind_plugins, load_config, redacted
+    from embedline.plugins import get_plugin_manager
+
+    config = bind_plugins(load_config(args.config), get_plugin_manager())
+    if args.json:
+        print(json.dumps(redacted(config), indent=2))
+        return EXIT_OK
+    print(f"ok: {config.origin}")
+    if config.source is not None:
+        print(f"  source: {config.source.path} ({config.source.format}; chunk by {config.source.chunk.by})")
+    for spec in config.models:
+        print(
+            f"  model:  {spec.plugin} {spec.name or '(plugin default)'} -> collection "
+            f"{config.collection_for(spec)!r} [{', '.join(spec.modalities or ())}]"
+        )
+    print(f"  store:  {config.store.plugin}")
+    return EXIT_OK
+
+
+class _Usage(Exception):
+    pass
+
+
+COMMANDS = {"run": cmd_run, "search": cmd_search, "plugins": cmd_plugins, "check": cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.debug:
+        for noisy in ("pymilvus", "sentence_transformers", "transformers", "httpx", "huggingface_hub"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+        logging.getLogger("embedline").setLevel(logging.ERROR)  # failures are in the summary
+    from embedline.errors import EmbedlineError
+
+    try:
+        return COMMANDS[args.command](args)
+    except _Usage as exc:
+        parser.error(str(exc))
+    except EmbedlineError as exc:
+        if args.debug:
+            raise
+        print(f"embedline: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("embedline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR  # pragma: no cover - parser.error exits
+
+
+def _entry() -> Any:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
