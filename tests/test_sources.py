@@ -45,6 +45,8 @@ def test_symlinked_folder_loop_is_not_followed(tmp_path):
         (b"RIFF\0\0\0\0WAVEfmt ", "audio"),
         (b"fLaC\0\0\0\x22", "audio"),
         (b"ID3\x04\0\0\0\0", "audio"),
+        (b"\xff\xfb\x90\x64\0\0", "audio"),  # MP3 frame, no tag
+        (b"\xff\xfe h\0i\0", None),  # UTF-16 with BOM is not MPEG audio
         (b"\0\0\0\x20ftypisom\0\0\x02\0", "video"),
         (b"\0\0\0\x20ftypM4A \0\0\0\0", "audio"),
         (b"\x1aE\xdf\xa3\x9fB\x86\x81", "video"),

@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.debug:
-        for noisy in ("pymilvus", "sentence_transformers", "transformers", "httpx", "huggingface_hub"):
+        for noisy in ("pymilvus", "grpc", "sentence_transformers", "transformers", "httpx", "huggingface_hub"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         logging.getLogger("embedline").setLevel(logging.ERROR)  # failures are in the summary
     from embedline.errors import EmbedlineError

@@ -57,11 +57,20 @@ def sniff_modality(head: bytes) -> str | None:
             if magic == b"BM" and not (len(head) >= 18 and head[14] in (12, 40, 52, 56, 64, 108, 124)):
                 continue
             return modality
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
-        return "audio"  # MPEG audio frame sync
+    if _mp3_frame(head):
+        return "audio"
     if b"\x00" in head:
         return None
     return "text"
+
+
+def _mp3_frame(head: bytes) -> bool:
+    """An MPEG audio layer III frame header (an MP3 without ID3 tag); strict, text must not match."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 0x3, (head[1] >> 1) & 0x3
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 0x3
+    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""The command line, run as a user runs it: a subprocess, real plugins, a real Milvus Lite file."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from embedline.testing import write_plugin_distribution
+
+FAKE = """
+from embedline.testing import FakeTextModel
+
+_model = FakeTextModel()
+plugin_info = _model.plugin_info
+load_model, preprocess, embed = _model.load_model, _model.preprocess, _model.embed
+"""
+BROKEN = "raise RuntimeError('this plugin is broken on purpose')\n"
+
+PIPELINE = """
+[source]
+path = "docs"
+chunk = {{ by = "paragraph", max_tokens = 20 }}
+
+[model]
+plugin = "fake"
+dim = {dim}
+
+[store]
+plugin = "milvus"
+uri = "cli.db"
+collection = "docs"
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    site = write_plugin_distribution(tmp_path / "site", "fake", FAKE)
+    write_plugin_distribution(site, "broken", BROKEN)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "one.md").write_text("Milvus Lite keeps vectors in a local file.\n\nSearch finds the nearest ones.")
+    (docs / "two.md").write_text("Plugins are found through entry points.")
+    (docs / "bad.md").write_bytes(b"\xc3\x28 invalid utf-8")
+    (tmp_path / "embed.toml").write_text(PIPELINE.format(dim=16))
+    return tmp_path
+
+
+def cli(project, *args, env=None):
+    full_env = {**os.environ, "PYTHONPATH": str(project / "site"), "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "embedline", *args], cwd=project, env=full_env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_plugins_json_lists_the_bundled_plugins_without_importing_torch(project):
+    code = (
+        "import sys, json, io, contextlib\n"
+        "from embedline.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    main(['plugins', '--json'])\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'pymilvus', 'model2vec') if m in sys.modules)\n"
+        "print(json.dumps({'rows': json.loads(out.getvalue()), 'heavy': heavy}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(project / "site")})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["heavy"] == []
+    rows = {r["name"]: r for r in data["rows"]}
+    assert {"minilm", "model2vec", "milvus"} <= set(rows)
+    assert rows["minilm"]["kind"] == "model" and rows["minilm"]["modalities"] == ["text"]
+    assert rows["milvus"]["kind"] == "store" and rows["milvus"]["hooks"] == ["store"]
+    assert "this plugin is broken on purpose" in rows["broken"]["error"]
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = "import sys\nfrom embedline.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip().endswith("False")
+
+
+def test_run_rerun_search_check(project):
+    first = cli(project, "run")
+    assert first.returncode == 3, first.stderr  # one item failed
+    assert first.stderr == ""
+    assert "read 3 source item(s) -> 2 item(s): embedded 2, skipped as unchanged 0, failed 1" in first.stdout
+    assert "failed: docs/bad.md: read: not valid utf-8 text (byte 0)" in first.stdout
+    (project / "docs" / "bad.md").unlink()
+
+    again = cli(project, "run", "--json")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["embedded"], summary["skipped"]) == (0, 2)
+
+    found = cli(project, "search", "Plugins are found through entry points.", "-k", "2")
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert lines[0].endswith("docs/two.md#0") and lines[1].strip() == "Plugins are found through entry points."
+
+    checked = cli(project, "check", "embed.toml")
+    assert checked.returncode == 0 and checked.stdout.startswith("ok: embed.toml")
+
+
+def test_a_broken_plugin_only_breaks_pipelines_that_use_it(project):
+    assert cli(project, "check").returncode == 0
+    (project / "broken.toml").write_text(PIPELINE.format(dim=16).replace('plugin = "fake"', 'plugin = "broken"'))
+    result = cli(project, "check", "broken.toml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "embedline: error: broken.toml: model.plugin: Error importing plugin 'broken' (embedline_broken): "
+        "RuntimeError: this plugin is broken on purpose"
+    )
+
+
+def test_user_errors_are_one_line_and_debug_adds_the_traceback(project):
+    (project / "typo.toml").write_text(PIPELINE.format(dim=16).replace('plugin = "fake"', 'plugin = "fakee"'))
+    result = cli(project, "run", "typo.toml")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("embedline: error: typo.toml: model.plugin: plugin 'fakee' not found")
+    assert "not installed or misspelled" in line and "fake" in line
+    debug = cli(project, "--debug", "run", "typo.toml")
+    assert "Traceback" in debug.stderr
+
+
+def test_searching_with_another_model_is_refused(project):
+    assert cli(project, "run").returncode == 3
+    (project / "other.toml").write_text(PIPELINE.format(dim=8))
+    result = cli(project, "search", "other.toml", "vectors")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "collection 'docs' was filled by fake 0.0.1 fake-bow@fake-1 dim=16" in line
+    assert "this pipeline's model is fake 0.0.1 fake-bow@fake-1 dim=8" in line
+
+
+def test_bad_toml_syntax_points_at_the_line(project):
+    (project / "bad.toml").write_text("[model\nplugin = 'fake'\n")
+    result = cli(project, "check", "bad.toml")
+    assert result.returncode == 1
+    assert "bad.toml: invalid TOML" in result.stderr and "line 1" in result.stderr
+
+
+def test_usage_errors_exit_2(project):
+    assert cli(project, "search").returncode == 2
+    assert cli(project, "search", "a", "b", "c").returncode == 2
+    assert cli(project, "frobnicate").returncode == 2
