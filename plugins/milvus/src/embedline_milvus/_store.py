@@ -1,0 +1,304 @@
+"""MilvusStore: the VectorStore the ``store`` hook returns."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from embedline.config import StoreSpec
+from embedline.contracts import Hit, Record, VectorStore
+from embedline.errors import StoreError
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from embedline_milvus._connect import Connection, connect, option
+
+FINGERPRINT_KEY = "embedline.fingerprint"
+OUTPUT_FIELDS = ["uri", "modality", "chunk", "text", "metadata"]
+ID_MAX_LENGTH = 128
+URI_MAX_LENGTH = 4096
+_IDS_PER_CALL = 500  # keeps `id in [...]` expressions and delete requests well under server limits
+_COLLECTION_NOT_FOUND = 100
+# Milvus servers accept only these names; Milvus Lite accepts more, which would break on a server later.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+_DIM_ERROR = re.compile(r"expected dim (\d+), got (\d+)")
+
+
+class MilvusStore(VectorStore):
+    def __init__(self, conn: Connection, spec: StoreSpec):
+        self._conn = conn
+        self._client: MilvusClient | None = conn.client
+        self._index = option(spec, "index")
+        self._metric = option(spec, "metric")
+        self._index_params = dict(option(spec, "index_params") or {})
+        self._search_params = dict(option(spec, "search_params") or {})
+        self._batch = option(spec, "write_batch_size")
+        self._text_max = option(spec, "text_max_length")
+        self._dims: dict[str, int] = {}
+        self._loaded: set[str] = set()
+
+    @classmethod
+    def open(cls, spec: StoreSpec) -> MilvusStore:
+        return cls(connect(spec), spec)
+
+    def __repr__(self) -> str:  # the token is never kept on the store, so it cannot leak from here
+        return f"MilvusStore({self._conn.where})"
+
+    __str__ = __repr__
+
+    # -- collections -----------------------------------------------------------------------------
+
+    def get_fingerprint(self, collection: str) -> dict[str, Any] | None:
+        with self._failing(collection, f"reading collection {collection!r}"):
+            if not self.client.has_collection(collection):
+                return None
+            info = self.client.describe_collection(collection)
+        raw = (info.get("properties") or {}).get(FINGERPRINT_KEY)
+        if raw is None:
+            raise StoreError(
+                f"collection {collection!r} in {self._conn.where} was not created by embedline "
+                f"(it has no {FINGERPRINT_KEY!r} property); choose another collection name"
+            )
+        try:
+            fingerprint = json.loads(raw)
+        except ValueError:
+            raise StoreError(f"collection {collection!r}: unreadable {FINGERPRINT_KEY!r} property") from None
+        self._dims[collection] = _vector_dim(info)
+        return fingerprint
+
+    def create_collection(self, collection: str, fingerprint: Mapping[str, Any]) -> None:
+        if not _NAME.fullmatch(collection):
+            raise StoreError(
+                f"invalid Milvus collection name {collection!r}: use letters, digits and underscores, "
+                "starting with a letter or underscore (at most 255 characters)"
+            )
+        dim = int(fingerprint["dim"])
+        existing = self.get_fingerprint(collection)
+        if existing is not None:
+            if _canonical(existing) == _canonical(fingerprint):
+                return  # created meanwhile (e.g. by another run) for the same model: nothing to do
+            raise StoreError(f"collection {collection!r} already exists in {self._conn.where} for another model")
+        schema = self._schema(dim)
+        index = self.client.prepare_index_params()
+        index.add_index(
+            field_name="vector", index_type=self._index, metric_type=self._metric, params=dict(self._index_params)
+        )
+        what = f"creating collection {collection!r} ({self._index}, {self._metric}, dim {dim})"
+        with self._failing(collection, what):
+            # The fingerprint goes in with the create call, so a collection never exists without it.
+            # Strong consistency: rows written by one run are seen by the next search or skip check.
+            self.client.create_collection(
+                collection,
+                schema=schema,
+                index_params=index,
+                consistency_level="Strong",
+                properties={FINGERPRINT_KEY: json.dumps(dict(fingerprint), sort_keys=True, default=str)},
+            )
+        self._dims[collection] = dim
+        self._loaded.add(collection)  # created with an index, Milvus loads it right away
+
+    def _schema(self, dim: int):
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, max_length=ID_MAX_LENGTH, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("uri", DataType.VARCHAR, max_length=URI_MAX_LENGTH)
+        schema.add_field("modality", DataType.VARCHAR, max_length=16)
+        schema.add_field("chunk", DataType.INT64)
+        schema.add_field("text", DataType.VARCHAR, max_length=self._text_max)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("model", DataType.VARCHAR, max_length=64)
+        return schema
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def existing_ids(self, collection: str, ids: Sequence[str], model: str) -> set[str]:
+        found: set[str] = set()
+        with self._failing(collection, f"looking up ids in collection {collection!r}", missing_ok=True):
+            self._ensure_loaded(collection)
+            for chunk in _chunks(list(ids), _IDS_PER_CALL):
+                expr = f"id in [{', '.join(map(_literal, chunk))}] and model == {_literal(model)}"
+                rows = self.client.query(collection, filter=expr, output_fields=["id"], consistency_level="Strong")
+                found.update(row["id"] for row in rows)
+        return found
+
+    def upsert(self, collection: str, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        dim = self._dim(collection)
+        for batch in _chunks(list(records), self._batch):
+            rows = [self._row(collection, dim, record) for record in batch]
+            try:
+                # Always upsert: Lite's insert happens to overwrite, but a server would keep duplicates.
+                self.client.upsert(collection, rows)
+            except MilvusException as exc:
+                raise self._error(exc, collection, f"writing to collection {collection!r}") from exc
+
+    def _row(self, collection: str, dim: int, record: Record) -> dict[str, Any]:
+        vector = np.asarray(record.vector, dtype=np.float32).ravel()
+        if vector.shape[0] != dim:
+            raise _dim_mismatch(collection, dim, vector.shape[0])
+        return {
+            "id": record.id,
+            "vector": vector.tolist(),
+            "uri": record.uri,
+            "modality": record.modality,
+            "chunk": int(record.chunk),
+            "text": _clip_utf8(record.text or "", self._text_max),
+            # Round-trip through JSON so dates and other non-JSON values are stored as strings.
+            "metadata": json.loads(json.dumps(dict(record.metadata or {}), default=str)),
+            "model": record.model,
+        }
+
+    def search(self, collection: str, vectors: np.ndarray, k: int, filter: str | None = None) -> list[list[Hit]]:
+        queries = np.asarray(vectors, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries.reshape(1, -1)
+        if len(queries) == 0:
+            return []
+        if k < 1:
+            return [[] for _ in queries]
+        dim = self._dim(collection)
+        if queries.shape[1] != dim:  # Milvus Lite fails with an empty message here, so check first
+            raise _dim_mismatch(collection, dim, queries.shape[1])
+        params = self._search_params if "params" in self._search_params else {"params": self._search_params}
+        what = f"searching collection {collection!r}" + (f" with filter {filter!r}" if filter else "")
+        with self._failing(collection, what, expression=filter):
+            self._ensure_loaded(collection)
+            # One call for all queries: each search call has a fixed cost that grows with the collection.
+            results = self.client.search(
+                collection,
+                data=queries.tolist(),
+                limit=k,
+                filter=filter or "",
+                output_fields=OUTPUT_FIELDS,
+                search_params=params,
+            )
+        return [[_hit(h) for h in hits] for hits in results]
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        with self._failing(collection, f"deleting from collection {collection!r}", missing_ok=True):
+            self._ensure_loaded(collection)
+            for chunk in _chunks(list(ids), _IDS_PER_CALL):
+                self.client.delete(collection, ids=chunk)
+
+    def count(self, collection: str) -> int:
+        with self._failing(collection, f"counting collection {collection!r}", missing_ok=True):
+            self._ensure_loaded(collection)
+            # count(*) sees deletes and upserts at once; get_collection_stats lags on a server.
+            rows = self.client.query(collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
+            return int(rows[0]["count(*)"])
+        return 0
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client = None
+            self._conn.close()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> MilvusClient:
+        if self._client is None:
+            raise StoreError(f"{self._conn.where}: the store is closed")
+        return self._client
+
+    def _dim(self, collection: str) -> int:
+        if collection not in self._dims:
+            with self._failing(collection, f"reading collection {collection!r}"):
+                self._dims[collection] = _vector_dim(self.client.describe_collection(collection))
+        return self._dims[collection]
+
+    def _ensure_loaded(self, collection: str) -> None:
+        """A collection reopened from disk (Lite) or released (server) must be loaded before queries."""
+        if collection in self._loaded:
+            return
+        state = self.client.get_load_state(collection).get("state")
+        if getattr(state, "name", str(state)) != "Loaded":
+            self.client.load_collection(collection)
+        self._loaded.add(collection)
+
+    @contextmanager
+    def _failing(
+        self, collection: str, what: str, *, missing_ok: bool = False, expression: str | None = None
+    ) -> Iterator[None]:
+        """Turn MilvusException into a one-line StoreError; with ``missing_ok`` a missing collection
+        is not an error (the block is skipped and the caller returns its empty result)."""
+        try:
+            yield
+        except MilvusException as exc:
+            if missing_ok and exc.code == _COLLECTION_NOT_FOUND:
+                return
+            raise self._error(exc, collection, what, expression) from exc
+
+    def _error(self, exc: MilvusException, collection: str, what: str, expression: str | None = None) -> StoreError:
+        match = _DIM_ERROR.search(exc.message or "")
+        if match:
+            return _dim_mismatch(collection, int(match.group(1)), int(match.group(2)))
+        if exc.code == _COLLECTION_NOT_FOUND:
+            return StoreError(f"collection {collection!r} does not exist in {self._conn.where}")
+        reason = _one_line(exc.message, expression) or f"error code {exc.code}"
+        return StoreError(f"{what} failed: {reason}")
+
+
+# -- pure helpers ------------------------------------------------------------------------------------
+
+
+def _hit(hit: Mapping[str, Any]) -> Hit:
+    entity = hit.get("entity") or {}
+    return Hit(
+        id=str(hit["id"]),
+        score=float(hit["distance"]),
+        uri=entity.get("uri") or "",
+        modality=entity.get("modality") or "",
+        chunk=int(entity.get("chunk") or 0),
+        text=entity.get("text") or "",
+        metadata=entity.get("metadata") or {},
+    )
+
+
+def _vector_dim(info: Mapping[str, Any]) -> int:
+    for field in info.get("fields", []):
+        if field.get("name") == "vector":
+            return int(field.get("params", {}).get("dim"))
+    raise StoreError(f"collection {info.get('collection_name')!r} has no 'vector' field: not an embedline collection")
+
+
+def _dim_mismatch(collection: str, stored: int, got: int) -> StoreError:
+    return StoreError(
+        f"dimension mismatch in collection {collection!r}: it stores vectors of dim {stored}, got {got}; "
+        "use the model that filled it or another collection"
+    )
+
+
+def _clip_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes without splitting a character.  (Milvus
+    servers count VARCHAR length in bytes; Lite counts characters, so bytes are safe for both.)"""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", errors="ignore")  # drops only the cut character's bytes
+
+
+def _literal(value: str) -> str:
+    """A Milvus string literal.  Non-ASCII stays as is: Milvus Lite rejects \\u escapes."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _one_line(message: str, expression: str | None = None) -> str:
+    """Milvus' multi-line messages (expression echo, ``^^^`` marker, hints) as one line."""
+    lines = [line.strip() for line in (message or "").splitlines()]
+    echo = (expression or "").strip()
+    kept = [line for line in lines if line and line != echo and set(line) != {"^"}]
+    return "; ".join(kept)
+
+
+def _canonical(fingerprint: Mapping[str, Any]) -> str:
+    return json.dumps(dict(fingerprint), sort_keys=True, default=str)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

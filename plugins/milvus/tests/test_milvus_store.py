@@ -1,0 +1,271 @@
+"""MilvusStore against a real Milvus Lite database in tmp_path (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from embedline.config import Secret, StoreSpec
+from embedline.contracts import Record
+from embedline.errors import StoreError
+
+import embedline_milvus
+
+DIM = 8
+FINGERPRINT = {
+    "plugin": "fake",
+    "plugin_version": "0.1.0",
+    "source": "test/model",
+    "revision": "abc",
+    "dim": DIM,
+    "normalized": True,
+    "settings": {"max_seq_length": 128},
+}
+MODEL = "f00dfeedf00dfeed"
+
+
+def make_spec(base_dir, **overrides) -> StoreSpec:
+    options = {name: opt.default for name, opt in embedline_milvus.plugin_info.options.items()}
+    options.update(overrides)
+    return StoreSpec(plugin="milvus", collection="c", options=options, base_dir=base_dir)
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def records(vectors, model=MODEL, prefix="r", text="chunk text"):
+    return [
+        Record(
+            id=f"{prefix}{i}",
+            vector=v,
+            uri=f"file:///docs/{i}.txt",
+            modality="text",
+            chunk=i % 3,
+            text=f"{text} {i}",
+            metadata={"k": i, "tags": ["a", "b"], "nested": {"x": 1.5}},
+            model=model,
+        )
+        for i, v in enumerate(vectors)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = embedline_milvus.store(make_spec(tmp_path))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def filled(store):
+    store.create_collection("c", FINGERPRINT)
+    vectors = unit_vectors(20)
+    store.upsert("c", records(vectors))
+    return store, vectors
+
+
+def test_open_creates_the_database_folder_relative_to_base_dir(tmp_path):
+    s = embedline_milvus.store(make_spec(tmp_path, uri="data/sub/embed.db"))
+    try:
+        assert (tmp_path / "data" / "sub" / "embed.db").is_dir()
+        assert "embed.db" in repr(s)
+    finally:
+        s.close()
+
+
+def test_fingerprint_round_trip(store):
+    assert store.get_fingerprint("c") is None
+    assert store.count("c") == 0
+    store.create_collection("c", FINGERPRINT)
+    assert store.get_fingerprint("c") == FINGERPRINT
+    store.create_collection("c", FINGERPRINT)  # same model again: nothing to do
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_collection("c", {**FINGERPRINT, "revision": "other"})
+
+
+def test_collection_without_fingerprint_is_refused(store):
+    store.client.create_collection("plain", dimension=DIM)
+    with pytest.raises(StoreError, match="not created by embedline"):
+        store.get_fingerprint("plain")
+
+
+def test_invalid_collection_name_is_refused_even_though_lite_would_accept_it(store):
+    with pytest.raises(StoreError, match="invalid Milvus collection name 'my-docs'"):
+        store.create_collection("my-docs", FINGERPRINT)
+
+
+def test_upsert_twice_keeps_one_row_per_id(tmp_path):
+    s = embedline_milvus.store(make_spec(tmp_path, write_batch_size=3))  # several batches
+    try:
+        s.create_collection("c", FINGERPRINT)
+        rows = records(unit_vectors(10))
+        s.upsert("c", rows)
+        s.upsert("c", rows)
+        assert s.count("c") == 10
+    finally:
+        s.close()
+
+
+def test_existing_ids_respects_the_model_id(filled):
+    store, vectors = filled
+    store.upsert("c", records(vectors[:2], model="0123456789abcdef", prefix="other"))
+    asked = ["r0", "r5", "missing", "other0"] + [f"x{i}" for i in range(1200)]  # several query chunks
+    assert store.existing_ids("c", asked, MODEL) == {"r0", "r5"}
+    assert store.existing_ids("c", asked, "0123456789abcdef") == {"other0"}
+    assert store.existing_ids("nope", ["r0"], MODEL) == set()
+
+
+def test_search_returns_nearest_first_with_fields_round_tripped(filled):
+    store, vectors = filled
+    queries = vectors[[7, 12]] + 0.01
+    hits = store.search("c", queries, k=3)
+    assert [h[0].id for h in hits] == ["r7", "r12"]
+    assert all(len(h) == 3 for h in hits)
+    best = hits[0][0]
+    assert best.uri == "file:///docs/7.txt" and best.modality == "text"
+    assert best.chunk == 7 % 3 and best.text == "chunk text 7"
+    assert best.metadata == {"k": 7, "tags": ["a", "b"], "nested": {"x": 1.5}}
+    assert best.score > hits[0][1].score  # COSINE: higher is closer, as Milvus returns it
+
+
+def test_filters(filled):
+    store, vectors = filled
+    hits = store.search("c", vectors[0], k=20, filter="chunk >= 1")[0]
+    assert hits and all(h.chunk >= 1 for h in hits)
+    assert "r0" not in {h.id for h in hits}
+    hits = store.search("c", vectors[0], k=5, filter='metadata["k"] == 4')[0]
+    assert [h.id for h in hits] == ["r4"]
+
+
+def test_bad_filter_is_one_line_with_expression_and_reason(filled):
+    store, vectors = filled
+    with pytest.raises(StoreError) as err:
+        store.search("c", vectors[:1], k=3, filter="chunk >>> 1")
+    message = str(err.value)
+    assert "'chunk >>> 1'" in message and "unexpected token" in message
+    assert "\n" not in message
+
+
+def test_text_is_cut_on_a_utf8_boundary(tmp_path):
+    s = embedline_milvus.store(make_spec(tmp_path, text_max_length=10))
+    try:
+        s.create_collection("c", FINGERPRINT)
+        vectors = unit_vectors(2)
+        long = Record(id="long", vector=vectors[0], uri="u", modality="text", chunk=0,
+                      text="ab" + "€" * 5, metadata={}, model=MODEL)  # fmt: skip
+        short = Record(id="short", vector=vectors[1], uri="u", modality="text", chunk=0,
+                       text="€€€", metadata={}, model=MODEL)  # fmt: skip
+        s.upsert("c", [long, short])
+        texts = {h.id: h.text for h in s.search("c", vectors, k=1)[0] + s.search("c", vectors[1], k=1)[0]}
+        assert texts == {"long": "ab€€", "short": "€€€"}  # 2 + 3 + 3 bytes; a third € would make 11
+    finally:
+        s.close()
+
+
+def test_dimension_mismatch_is_one_line_with_both_dims(filled):
+    store, _ = filled
+    bad = Record(id="bad", vector=np.ones(DIM - 1, np.float32), uri="u", modality="text", chunk=0,
+                 text="", metadata={}, model=MODEL)  # fmt: skip
+    for call in (lambda: store.upsert("c", [bad]), lambda: store.search("c", np.ones((1, DIM - 1)), k=2)):
+        with pytest.raises(StoreError) as err:
+            call()
+        message = str(err.value)
+        assert "'c'" in message and f"dim {DIM}" in message and f"got {DIM - 1}" in message
+        assert "\n" not in message
+
+
+def test_delete_and_count(filled):
+    store, _ = filled
+    store.delete("c", ["r0", "r1", "unknown"])
+    assert store.count("c") == 18
+    store.delete("missing_collection", ["r0"])  # ignored
+
+
+def test_missing_collection_search_names_it(store):
+    with pytest.raises(StoreError, match="collection 'nope' does not exist in Milvus Lite database"):
+        store.search("nope", np.ones((1, DIM)), k=1)
+
+
+def test_reopened_database_is_loaded_and_searchable(tmp_path):
+    spec = make_spec(tmp_path)
+    first = embedline_milvus.store(spec)
+    first.create_collection("c", FINGERPRINT)
+    vectors = unit_vectors(5)
+    first.upsert("c", records(vectors))
+    first.close()
+    # Milvus Lite reopens collections unloaded; the store loads them on first use.
+    second = embedline_milvus.store(spec)
+    try:
+        assert second.get_fingerprint("c") == FINGERPRINT
+        assert second.search("c", vectors[3], k=1)[0][0].id == "r3"
+        assert second.count("c") == 5
+    finally:
+        second.close()
+
+
+_OPEN_IN_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from embedline.config import StoreSpec
+    from embedline.errors import StoreError
+    import embedline_milvus
+    options = {n: o.default for n, o in embedline_milvus.plugin_info.options.items()}
+    try:
+        embedline_milvus.store(StoreSpec(options=options, base_dir=Path(sys.argv[1]))).close()
+        print("OPENED")
+    except StoreError as exc:
+        print("STOREERROR", exc)
+    """
+)
+
+
+def _open_in_child(base_dir) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _OPEN_IN_CHILD, str(base_dir)], capture_output=True, text=True, timeout=120, env=env
+    )
+    return result.stdout.strip() + result.stderr.strip()
+
+
+def test_second_process_gets_a_clear_error_then_can_open_after_close(tmp_path):
+    holder = embedline_milvus.store(make_spec(tmp_path))
+    try:
+        out = _open_in_child(tmp_path)
+        assert out.startswith("STOREERROR"), out
+        assert str(tmp_path / "embed.db") in out and "another process" in out
+        assert "Traceback" not in out and len(out.splitlines()) == 1  # quiet logs, one line
+    finally:
+        holder.close()
+    # close() releases the Lite lock even though this process lives on
+    assert _open_in_child(tmp_path) == "OPENED"
+
+
+def test_token_never_shows(tmp_path):
+    token = "s3cr3t-t0ken-value"
+    s = embedline_milvus.store(make_spec(tmp_path, token=Secret(token, "MILVUS_TOKEN")))
+    try:
+        assert token not in repr(s) and token not in str(s)
+        with pytest.raises(StoreError) as err:
+            s.search("nope", np.ones((1, DIM)), k=1)
+        assert token not in str(err.value)
+    finally:
+        s.close()
+    spec = make_spec(tmp_path, uri="http://root:pw-in-uri@127.0.0.1:1", token=Secret(token, "MILVUS_TOKEN"))
+    with pytest.raises(StoreError) as err:
+        embedline_milvus.store(spec)
+    message = str(err.value)
+    assert message.startswith("cannot connect to Milvus at http://127.0.0.1:1")
+    assert token not in message and "pw-in-uri" not in message and token not in repr(err.value)
+
+
+def test_lite_path_must_be_a_folder(tmp_path):
+    (tmp_path / "old.db").write_bytes(b"not a folder")
+    with pytest.raises(StoreError, match="is a file"):
+        embedline_milvus.store(make_spec(tmp_path, uri="old.db"))
