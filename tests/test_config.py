@@ -183,3 +183,12 @@ def test_unknown_plugin_is_a_config_error_listing_installed():
     message = str(err.value)
     assert "model.plugin" in message and "not installed or misspelled" in message
     assert "fake" in message and "vault" in message
+
+
+def test_validators_see_the_common_keys_of_their_section():
+    pm = fresh_plugin_manager()
+    with pytest.raises(ConfigError, match="store.collection: 'my-docs' is not a valid Milvus collection name"):
+        bind_plugins(parse_config({"model": {"plugin": "minilm"}, "store": {"collection": "my-docs"}}), pm)
+    both = {"model": {"plugin": "model2vec", "name": "potion-base-8M", "distill_from": "package:x"}}
+    with pytest.raises(ConfigError, match="model.distill_from: set either `name`"):
+        bind_plugins(parse_config(both), pm)

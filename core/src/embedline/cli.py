@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -145,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.debug:
+        # Library progress bars ("Loading weights") would bury ours; read when transformers imports.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         for noisy in ("pymilvus", "grpc", "sentence_transformers", "transformers", "httpx", "huggingface_hub"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         logging.getLogger("embedline").setLevel(logging.ERROR)  # failures are in the summary

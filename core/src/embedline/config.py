@@ -405,7 +405,8 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
     for spec in config.models:
         info = info_for(spec.key, spec.plugin, "model")
         options = _check_options(reader, spec.key, spec.options, info.options)
-        _run_validator(reader, spec.key, info.validate, options)
+        common = {k: getattr(spec, k) for k in _MODEL_KEYS}
+        _run_validator(reader, spec.key, info.validate, {**common, **options})
         modalities = spec.modalities or info.modalities
         unsupported = [m for m in modalities if m not in info.modalities]
         if unsupported:
@@ -416,7 +417,8 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
         models.append(attrs.evolve(spec, options=options, modalities=tuple(modalities)))
     info = info_for("store", config.store.plugin, "store")
     store_options = _check_options(reader, "store", config.store.options, info.options)
-    _run_validator(reader, "store", info.validate, store_options)
+    common = {k: getattr(config.store, k) for k in _STORE_KEYS}
+    _run_validator(reader, "store", info.validate, {**common, **store_options})
     store = attrs.evolve(config.store, options=store_options)
     return attrs.evolve(config, models=tuple(models), store=store, bound=True)
 

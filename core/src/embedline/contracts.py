@@ -69,6 +69,8 @@ class Model:
     ``plugin_version`` and ``spec`` after the hook returns.  ``settings`` lists every preprocessing
     setting that changes the vectors (max length, prompts, ...); it is part of the fingerprint.
     ``counters`` is where ``preprocess``/``embed`` count events worth reporting (e.g. truncated inputs).
+    ``state`` is the plugin's own scratch space for this model (a private tokenizer copy, a cache):
+    per model, so plugins need no module-level state.
     """
 
     dim: int
@@ -82,6 +84,7 @@ class Model:
     plugin_version: str = ""
     spec: ModelSpec | None = attrs.field(default=None, repr=False, eq=False)
     counters: dict[str, int] = attrs.field(factory=dict, eq=False)
+    state: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -213,8 +216,10 @@ class PluginInfo:
     """What a plugin module declares about itself as the module attribute ``plugin_info``.
 
     Read without importing any heavy library: ``embedline plugins`` and ``embedline check`` use it.
-    ``validate`` (optional) receives the section's options after type checks and raises
-    ``ValueError("key: message")`` for cross-field problems (e.g. an index the store cannot build).
+    ``validate`` (optional) receives the whole section as a plain dict (the common keys such as
+    ``name`` or ``collection``, and the plugin's options, type-checked, defaults filled, secrets
+    revealed) and raises ``ValueError("key: message")`` for what types cannot say (an index the
+    store cannot build, two keys that exclude each other).  It runs at ``embedline check`` time.
     """
 
     kind: str  # "model" or "store"

