@@ -4,6 +4,8 @@
 * :class:`FakeTextModel` — a deterministic text model plugin (hashed bag of words, no weights):
   similar texts get similar vectors, and it counts what it embeds.
 * :func:`lite_store` — a ``[store]`` section for a Milvus Lite file in a temporary folder.
+* :func:`load_plugin_model` — load a model through its plugin exactly as a pipeline does.
+* :func:`read_sts_pairs` — scored sentence pairs from an STS-benchmark TSV file.
 * :func:`write_plugin_distribution` — a real installed-looking distribution (``.dist-info`` with an
   entry point) in a folder, to test entry-point discovery without pip.
 * ``build_tiny_sentence_transformer`` / ``build_tiny_static_model`` (from :mod:`embedline.tinymodels`)
@@ -30,6 +32,8 @@ __all__ = [
     "build_tiny_static_model",
     "fresh_plugin_manager",
     "lite_store",
+    "load_plugin_model",
+    "read_sts_pairs",
     "write_plugin_distribution",
 ]
 
@@ -108,6 +112,43 @@ class FakeTextModel:
             out /= np.linalg.norm(out, axis=1, keepdims=True)
         self.embedded += len(inputs)
         return out
+
+
+def load_plugin_model(
+    plugin: str,
+    name: str | None = None,
+    *,
+    pm: PluginManager | None = None,
+    base_dir: str | os.PathLike[str] = ".",
+    **keys: Any,
+) -> Model:
+    """The :class:`Model` a ``[model]`` section with these keys loads: options checked, defaults
+    filled, ``plugin``/``plugin_version``/``spec`` set, just as in a pipeline."""
+    from embedline.config import bind_plugins, parse_config
+    from embedline.pipeline import EmbeddingModel
+
+    pm = pm or fresh_plugin_manager()
+    section = {"plugin": plugin, **({"name": name} if name is not None else {}), **keys}
+    config = bind_plugins(parse_config({"model": section}, origin="<test>", base_dir=base_dir), pm)
+    return EmbeddingModel.load(pm, config.models[0]).model
+
+
+def read_sts_pairs(path: str | os.PathLike[str]) -> tuple[list[str], list[str], list[float]]:
+    """sentence1, sentence2 and gold score (0-5) of an STS-benchmark TSV file.
+
+    Columns: genre, file, year, id, score, sentence1, sentence2; some lines carry extra fields after
+    sentence2, and quotes are literal text.
+    """
+    import csv
+
+    first, second, gold = [], [], []
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(row) >= 7:
+                gold.append(float(row[4]))
+                first.append(row[5])
+                second.append(row[6])
+    return first, second, gold
 
 
 def lite_store(folder: str | os.PathLike[str], collection: str = "test", **options: Any) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from embedline.config import ModelSpec
 from embedline.plugins import get_plugin_manager
+from embedline.testing import load_plugin_model, read_sts_pairs
 
 STSB = Path(__file__).resolve().parents[3].parent / "shared/data/stsb/sts-dev.tsv"
 
@@ -49,15 +48,11 @@ def pm():
 
 @pytest.fixture
 def load(pm, tmp_path):
-    """Load a model through the plugin manager, filling option defaults as the core does."""
+    """Load a model through the plugin manager exactly as a pipeline does."""
 
     def load(name: str | None, **fields):
-        options = {key: opt.default for key, opt in pm.info("model2vec").options.items()}
-        options.update(fields.pop("options", {}))
-        spec = ModelSpec(plugin="model2vec", name=name, options=options, base_dir=tmp_path, **fields)
-        model = pm.call("load_model", "model2vec", spec=spec)
-        model.plugin, model.plugin_version, model.spec = "model2vec", pm.version("model2vec"), spec
-        return model
+        fields = {**fields.pop("options", {}), **fields}
+        return load_plugin_model("model2vec", name, pm=pm, base_dir=tmp_path, **fields)
 
     return load
 
@@ -67,12 +62,4 @@ def stsb() -> tuple[list[str], list[str], list[float]]:
     """STS-B dev: sentence1, sentence2, gold score (0-5)."""
     if not STSB.is_file():
         pytest.skip(f"STS-B dev data not found at {STSB}")
-    first, second, gold = [], [], []
-    with open(STSB, encoding="utf-8", newline="") as fh:
-        # Some lines carry extra tab-separated fields after sentence2; quotes are literal text.
-        for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
-            if len(row) >= 7:
-                gold.append(float(row[4]))
-                first.append(row[5])
-                second.append(row[6])
-    return first, second, gold
+    return read_sts_pairs(STSB)

@@ -142,7 +142,7 @@ def test_inputs_longer_than_max_length_are_counted_and_cut(pm, load, tiny_static
 
 
 def test_name_and_distill_from_together(load, tiny_static, tiny_teacher):
-    with pytest.raises(ConfigError, match="model.distill_from: set either name"):
+    with pytest.raises(ConfigError, match="model.distill_from: set either `name`"):
         load(str(tiny_static), options={"distill_from": str(tiny_teacher)})
 
 
