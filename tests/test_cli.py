@@ -146,3 +146,22 @@ def test_usage_errors_exit_2(project):
     assert cli(project, "search").returncode == 2
     assert cli(project, "search", "a", "b", "c").returncode == 2
     assert cli(project, "frobnicate").returncode == 2
+
+
+def test_a_token_from_the_environment_is_never_printed(project):
+    secret = "tok-3f9a1c7e-never-print-me"
+    (project / "server.toml").write_text(
+        PIPELINE.format(dim=16).replace('uri = "cli.db"', 'uri = "http://127.0.0.1:9"\ntoken = "${EMBEDLINE_TEST_TOKEN}"')
+    )
+    env = {"EMBEDLINE_TEST_TOKEN": secret}
+    outputs = [
+        cli(project, "check", "server.toml", env=env),
+        cli(project, "check", "--json", "server.toml", env=env),
+        cli(project, "run", "server.toml", env=env),
+        cli(project, "--debug", "run", "server.toml", env=env),
+        cli(project, "--debug", "search", "server.toml", "hello", env=env),
+    ]
+    assert outputs[0].returncode == 0 and outputs[2].returncode == 1  # nothing listens on port 9
+    assert '"token": "***"' in outputs[1].stdout
+    for result in outputs:
+        assert secret not in result.stdout + result.stderr

@@ -364,6 +364,7 @@ class Pipeline:
 
     def _prepare(self, index: int, create: bool) -> tuple[EmbeddingModel, str]:
         """Load the model, and check (or create) its collection against the model's fingerprint."""
+        self.store  # connect first: a wrong URI fails in milliseconds, a model takes seconds to load
         model = self.model_at(index)
         name = self.collection(index)
         if name in self._ready:
@@ -408,6 +409,8 @@ class Pipeline:
         except ItemError as exc:
             raise EmbedlineError(f"{self.config.origin}: source.path: {exc.uri}: {exc.reason}") from None
         routes = self._routes()
+        for index in range(len(self.config.models)):  # load and check every model before reading
+            self._prepare(index, create=True)
         bar = _progress(total, enabled=progress)
         pending: dict[int, list[Item]] = {}
         try:
