@@ -65,6 +65,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED_ITEMS if summary.failed else EXIT_OK
 
 
+def _clock(seconds: float) -> str:
+    """``75.5`` -> ``1:15.5``; hours when needed."""
+    minutes, secs = divmod(float(seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{minutes}:{secs:04.1f}" if not hours else f"{hours}:{minutes:02d}:{secs:04.1f}"
+    return text
+
+
 def _one_line(text: str, width: int = 100) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -87,6 +95,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("no hits")
     for rank, hit in enumerate(hits, start=1):
         where = hit.uri + (f"#{hit.chunk}" if hit.modality == "text" else "")
+        if "start" in hit.metadata and "end" in hit.metadata:  # audio/video: the moment
+            where += f"  {_clock(hit.metadata['start'])}-{_clock(hit.metadata['end'])}"
         print(f"{rank:>2}. {hit.score:.4f}  {where}")
         if hit.text:
             print(f"    {_one_line(hit.text)}")

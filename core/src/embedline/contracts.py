@@ -71,6 +71,9 @@ class Model:
     ``counters`` is where ``preprocess``/``embed`` count events worth reporting (e.g. truncated inputs).
     ``state`` is the plugin's own scratch space for this model (a private tokenizer copy, a cache):
     per model, so plugins need no module-level state.
+    ``segment`` (audio/video models): ``(seconds, overlap)`` — the core cuts each file into windows
+    of that length, one item per window with ``metadata["start"]``/``["end"]`` in seconds, before
+    ``preprocess``; None embeds each file whole.
     """
 
     dim: int
@@ -83,6 +86,7 @@ class Model:
     plugin: str = ""
     plugin_version: str = ""
     spec: ModelSpec | None = attrs.field(default=None, repr=False, eq=False)
+    segment: tuple[float, float] | None = None
     counters: dict[str, int] = attrs.field(factory=dict, eq=False)
     state: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -99,6 +103,7 @@ class Model:
             "dim": self.dim,
             "normalized": self.normalized,
             "settings": dict(sorted(self.settings.items())),
+            **({"segment": list(self.segment)} if self.segment else {}),
         }
 
 

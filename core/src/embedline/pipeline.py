@@ -36,7 +36,7 @@ log = logging.getLogger("embedline")
 
 #: The fingerprint keys that decide whether two models make interchangeable vectors.  The plugin
 #: version and the path the weights were read from are recorded but do not count.
-IDENTITY_KEYS = ("plugin", "revision", "dim", "normalized", "settings")
+IDENTITY_KEYS = ("plugin", "revision", "dim", "normalized", "settings", "segment")
 
 
 def model_identity(fingerprint: Mapping[str, Any]) -> str:
@@ -440,12 +440,19 @@ class Pipeline:
             self._fail(unit.error, summary)
             return
         for item in unit.items:
-            summary.items += 1
             index = routes.get(item.modality)
             if index is None:
+                summary.items += 1
                 summary.unrouted[item.modality] = summary.unrouted.get(item.modality, 0) + 1
                 continue
-            pending.setdefault(index, []).append(item)
+            segment = self.model_at(index).model.segment
+            try:
+                pieces = segments(item, *segment) if segment and item.path else [item]
+            except ItemError as exc:
+                self._fail(exc, summary)
+                continue
+            summary.items += len(pieces)
+            pending.setdefault(index, []).extend(pieces)
 
     def _fail(self, error: ItemError, summary: RunSummary) -> None:
         summary.failed.append(error)
@@ -504,6 +511,37 @@ class Pipeline:
         vectors = model.embed(items, mode="query")
         hits = self.store.search(collection, vectors, k, filter)
         return hits if many else hits[0]
+
+
+def segments(item: Item, seconds: float, overlap: float) -> list[Item]:
+    """Cut an audio/video item into windows of ``seconds`` (sharing ``overlap``), one item each.
+
+    Ids hash the file's id with the window settings, plus the window index, so changing the
+    windows never reuses a stored vector.  Raises :class:`ItemError` for files with no duration.
+    """
+    from embedline.media import MediaError, duration
+    from embedline.sources import content_id
+
+    try:
+        total = duration(item.path, item.modality)
+    except MediaError as exc:
+        raise ItemError(item.uri, "read", str(exc)) from None
+    except ImportError as exc:
+        raise ItemError(item.uri, "read", f"cannot decode {item.modality}: {exc}") from None
+    if not total > 0:
+        raise ItemError(item.uri, "read", f"{item.modality} has no content (duration 0)")
+    step = seconds - overlap
+    if step <= 0:
+        raise ValueError(f"segment overlap ({overlap}) must be shorter than the window ({seconds})")
+    key = content_id(item.id, f"segment={seconds}/{overlap}")
+    out, start, k = [], 0.0, 0
+    while True:
+        end = min(start + seconds, total)
+        meta = {**item.metadata, "start": round(start, 3), "end": round(end, 3)}
+        out.append(attrs.evolve(item, id=f"{key}:{k}", chunk=k, metadata=meta))
+        if end >= total:
+            return out
+        start, k = start + step, k + 1
 
 
 def _all_modalities(config: PipelineConfig) -> tuple[str, ...]:
