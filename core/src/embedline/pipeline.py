@@ -447,7 +447,8 @@ class Pipeline:
                 continue
             segment = self.model_at(index).model.segment
             try:
-                pieces = segments(item, *segment) if segment and item.path else [item]
+                timed = segment and item.path and item.modality in ("audio", "video")
+                pieces = segments(item, *segment) if timed else [item]
             except ItemError as exc:
                 self._fail(exc, summary)
                 continue
