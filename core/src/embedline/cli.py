@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"pipeline file (default: {DEFAULT_CONFIG})")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--prune", action="store_true", help="also remove rows whose source file or row is gone")
 
     search = sub.add_parser("search", help="nearest neighbours of a text query or a file")
     search.add_argument("args", nargs="+", metavar="[CONFIG] QUERY", help="pipeline file (optional) and query")
@@ -47,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a pipeline file without running it")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"pipeline file (default: {DEFAULT_CONFIG})")
     check.add_argument("--json", action="store_true", help="print the checked pipeline as JSON (secrets hidden)")
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate the pipeline's text model: STS correlation, retrieval quality",
+        description="Evaluate the pipeline's text model on scored sentence pairs (--sts) and/or a retrieval task "
+        "(--from-sts, --queries/--corpus/--qrels, or --beir). Give at least one task. Nothing is stored.",
+    )
+    evaluate.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"pipeline file (default: {DEFAULT_CONFIG})")
+    evaluate.add_argument("--sts", metavar="TSV", help="STS-benchmark TSV of scored pairs: Spearman/Pearson of cosine vs score")
+    evaluate.add_argument("--from-sts", metavar="TSV", help="retrieval built from STS pairs: pairs scored >= --threshold "
+                          "are queries (sentence1) with their sentence2 relevant, among all second sentences")
+    evaluate.add_argument("--threshold", type=float, default=4.0, help="--from-sts: lowest score of a query pair (default 4)")
+    evaluate.add_argument("--queries", metavar="JSONL", help='retrieval queries, {"id": ..., "text": ...} per line')
+    evaluate.add_argument("--corpus", metavar="JSONL", help='retrieval corpus, {"id": ..., "text": ...} per line')
+    evaluate.add_argument("--qrels", metavar="TSV", help="relevance judgements: qid<TAB>docid<TAB>grade per line")
+    evaluate.add_argument("--beir", metavar="DIR", help="a BEIR folder: queries.jsonl, corpus.jsonl, qrels/SPLIT.tsv")
+    evaluate.add_argument("--split", default="test", help="--beir: which qrels file (default: test)")
+    evaluate.add_argument("-k", type=int, default=10, help="cut-off for recall@k and MRR@k (default 10; nDCG is @10)")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
@@ -55,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with Pipeline.from_toml(args.config) as pipeline:
         progress = not args.no_progress and sys.stderr.isatty()
-        summary = pipeline.run(progress=progress)
+        summary = pipeline.run(progress=progress, prune=args.prune)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -141,11 +161,48 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from embedline import evaluate as ev
+    from embedline.contracts import describe_fingerprint
+    from embedline.pipeline import Pipeline
+
+    triple = (args.queries, args.corpus, args.qrels)
+    if any(triple) and not all(triple):
+        raise _Usage("--queries, --corpus and --qrels go together")
+    if args.beir and any(triple):
+        raise _Usage("use either --beir or --queries/--corpus/--qrels")
+    if not (args.sts or args.from_sts or args.beir or any(triple)):
+        raise _Usage("give a task: --sts, --from-sts, --queries/--corpus/--qrels or --beir")
+    if args.k < 1:
+        raise _Usage("-k must be at least 1")
+    tasks = []  # read every file before loading the model: a typo fails in milliseconds
+    if args.sts:
+        tasks.append(("sts", ev.read_sts(args.sts)))
+    if args.from_sts:
+        tasks.append(("retrieval", ev.retrieval_from_sts(ev.read_sts(args.from_sts), args.threshold)))
+    if args.beir:
+        tasks.append(("retrieval", ev.read_beir(args.beir, args.split)))
+    if all(triple):
+        tasks.append(("retrieval", ev.read_retrieval(*triple)))
+    with Pipeline.from_toml(args.config) as pipeline:
+        model = pipeline.model("text")
+        results = [
+            ev.evaluate_sts(model, data) if kind == "sts" else ev.evaluate_retrieval(model, data, args.k)
+            for kind, data in tasks
+        ]
+    if args.json:
+        out = {"config": str(args.config), "model": model.fingerprint, "identity": model.identity, "results": results}
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(ev.format_results(describe_fingerprint(model.fingerprint), results))
+    return EXIT_OK
+
+
 class _Usage(Exception):
     pass
 
 
-COMMANDS = {"run": cmd_run, "search": cmd_search, "plugins": cmd_plugins, "check": cmd_check}
+COMMANDS = {"run": cmd_run, "search": cmd_search, "plugins": cmd_plugins, "check": cmd_check, "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

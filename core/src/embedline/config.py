@@ -126,6 +126,8 @@ class PipelineConfig:
     source: SourceSpec | None = None
     name: str = "embedline"
     on_error: str = "skip"
+    failures: Path | None = None  # the failure report (JSON lines); default next to the pipeline file
+    workers: int = 2  # threads that read stored ids and run `preprocess` while the model embeds
     bound: bool = False  # plugin options checked by bind_plugins
 
     def collection_for(self, model: ModelSpec) -> str:
@@ -151,6 +153,8 @@ class _Key:
 _PIPELINE_KEYS = {
     "name": _Key(_STR, "embedline"),
     "on_error": _Key(_STR, "skip", ("skip", "fail")),
+    "failures": _Key(_STR, None),
+    "workers": _Key(_INT, 2),
 }
 _SOURCE_KEYS = {
     "path": _Key(_STR, required=True),
@@ -294,6 +298,10 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
             raise reader.error(key, "unknown section" + _did_you_mean(key, list(_TOP_KEYS)))
 
     pipeline, _ = reader.section("pipeline", data.get("pipeline", {}), _PIPELINE_KEYS)
+    if pipeline["workers"] < 1:
+        raise reader.error("pipeline.workers", f"expected a positive integer, got {pipeline['workers']}")
+    stem = Path(origin).stem if origin.endswith(".toml") else "embedline"
+    pipeline["failures"] = base / (pipeline["failures"] or f"{stem}.failures.jsonl")
 
     source = None
     if "source" in data:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -192,6 +192,14 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Remove rows by id; unknown ids are ignored."""
+
+    @abc.abstractmethod
+    def scan(self, collection: str) -> Iterator[tuple[str, str]]:
+        """Every row's ``(id, uri)``, in any order, streamed (nothing if the collection is missing).
+
+        Used after a complete run to remove stale chunks of changed files and, with ``--prune``,
+        rows whose source is gone.
+        """
 
     @abc.abstractmethod
     def count(self, collection: str) -> int:

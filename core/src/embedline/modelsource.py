@@ -148,3 +148,50 @@ def resolve_model_source(
         )
         raise ModelSourceError(message + (f"; {hint}" if hint else ""))
     return ResolvedSource(source=name, revision=revision or "main", hub_id=name)
+
+
+def _tree_stamp(folder: Path) -> str:
+    """A cheap signature of a folder: every file's path, size and mtime (no reading)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def _hub_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def source_stamp(name: str | None, *, revision: str | None = None, base_dir: Path | str = ".") -> str | None:
+    """A cheap signature of the weights ``name`` points at, without importing or reading them.
+
+    Folders and packages: file names, sizes and modification times; hub ids: the cached commit.
+    None when it cannot be told cheaply (no name, or a hub id not in the cache): then the model must
+    be loaded to learn its identity.  Used to skip loading a model when nothing needs embedding.
+    """
+    if not name:
+        return None
+    if name.startswith(PACKAGE_PREFIX):
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(name[len(PACKAGE_PREFIX) :].strip())
+        except (ImportError, ValueError):
+            return None
+        if found is None or not found.submodule_search_locations:
+            return None
+        return "package:" + _tree_stamp(Path(list(found.submodule_search_locations)[0]))
+    candidate = Path(name).expanduser()
+    if not candidate.is_absolute():
+        candidate = Path(base_dir) / candidate
+    if candidate.is_dir():
+        return "folder:" + _tree_stamp(candidate)
+    ref = _hub_cache_dir() / f"models--{name.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        return "hub:" + ref.read_text().strip()
+    except OSError:
+        return None

@@ -1,269 +1,48 @@
 """The host API: load a pipeline, run it, embed inputs, search.
 
-Data flows one way: source units -> items -> ``preprocess`` -> ``embed`` -> ``store`` (upsert).
-Stages work on batches and keep no state between batches beyond what the objects hold, so the same
-steps can later run on a distributed engine.
+A run is a pipeline of stages joined by bounded queues, so memory stays flat and the model is
+never waiting on decoding or on the database:
+
+    reader (this thread)     source -> items -> routed, segmented, grouped by length into batches
+    workers (N threads)      skip ids already stored -> ``preprocess``
+    embedder (this thread)   ``embed``
+    writer (one thread)      ``upsert``: every write of a run goes through it
+
+Each stage works on a batch and keeps no state between batches beyond the objects it is given, so
+the same steps can run on a distributed engine.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import json
 import logging
 import os
+import queue
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from embedline.config import ModelSpec, PipelineConfig, bind_plugins, load_config, parse_config
-from embedline.contracts import (
-    Failed,
-    Hit,
-    Item,
-    Model,
-    Record,
-    VectorStore,
-    describe_fingerprint,
-    fingerprint_id,
-)
-from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelMismatchError, PluginLoadError
+from embedline.config import PipelineConfig, bind_plugins, load_config, parse_config, reveal
+from embedline.contracts import Hit, Item, Record, VectorStore, describe_fingerprint
+from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelMismatchError
+from embedline.models import EmbeddingModel, Prepared, as_item, load_model, model_identity
 from embedline.plugins import PluginManager, get_plugin_manager
-from embedline.sources import Source, Unit, read_file
+from embedline.sources import Source, content_id
 
 log = logging.getLogger("embedline")
 
-#: The fingerprint keys that decide whether two models make interchangeable vectors.  The plugin
-#: version and the path the weights were read from are recorded but do not count.
-IDENTITY_KEYS = ("plugin", "revision", "dim", "normalized", "settings", "segment")
-
-
-def model_identity(fingerprint: Mapping[str, Any]) -> str:
-    return fingerprint_id({k: fingerprint.get(k) for k in IDENTITY_KEYS})
-
-
-# ---------------------------------------------------------------------------------------------
-# A loaded model, bound to the plugin that made it
-# ---------------------------------------------------------------------------------------------
-
-
-@attrs.define
-class Embedded:
-    """What :meth:`EmbeddingModel.embed_items` returns: vectors for the items that worked."""
-
-    items: list[Item]
-    vectors: Any  # float32 (len(items), dim)
-    failures: list[ItemError]
-
-
-class EmbeddingModel:
-    """A model loaded through its plugin.
-
-    Besides embedline's own batch API it offers pymilvus' model-library interface
-    (``encode_documents``, ``encode_queries``, ``dim``, calling it), so it drops into code written
-    for ``pymilvus.model`` embedding functions.
-    """
-
-    def __init__(self, pm: PluginManager, model: Model):
-        self.pm = pm
-        self.model = model
-        self.fingerprint = model.fingerprint()
-        self.identity = model_identity(self.fingerprint)
-
-    @classmethod
-    def load(cls, pm: PluginManager, spec: ModelSpec) -> EmbeddingModel:
-        model = pm.call("load_model", spec.plugin, spec=spec)
-        if not isinstance(model, Model):
-            raise PluginLoadError(
-                f"plugin {spec.plugin!r}: load_model returned {type(model).__name__}, expected embedline.Model"
-            )
-        model.plugin = spec.plugin
-        model.plugin_version = pm.version(spec.plugin)
-        model.spec = spec
-        if spec.modalities:
-            model.modalities = tuple(m for m in model.modalities if m in spec.modalities)
-        return cls(pm, model)
-
-    def __repr__(self) -> str:
-        return f"<EmbeddingModel {describe_fingerprint(self.fingerprint)}>"
-
-    @property
-    def dim(self) -> int:
-        return self.model.dim
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return self.model.modalities
-
-    @property
-    def batch_size(self) -> int:
-        return self.model.spec.batch_size if self.model.spec else 32
-
-    # -- embedline API -----------------------------------------------------------------------
-
-    def embed_items(self, items: Sequence[Item], mode: str = "document") -> Embedded:
-        """Embed ``items`` in batches; items that fail are returned as errors, never raised."""
-        import numpy as np
-
-        kept: list[Item] = []
-        blocks = []
-        failures: list[ItemError] = []
-        for start in range(0, len(items), self.batch_size):
-            batch = list(items[start : start + self.batch_size])
-            ok, vectors, bad = self._embed_batch(batch, mode)
-            kept.extend(ok)
-            failures.extend(bad)
-            if len(ok):
-                blocks.append(vectors)
-        matrix = np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
-        return Embedded(kept, matrix, failures)
-
-    def _embed_batch(self, batch: list[Item], mode: str):
-        failures = []
-        wrong = [it for it in batch if it.modality not in self.modalities]
-        for it in wrong:
-            failures.append(ItemError(it.uri, "preprocess", f"{self.model.plugin} cannot embed {it.modality}"))
-        batch = [it for it in batch if it.modality in self.modalities]
-        if not batch:
-            return [], None, failures
-        try:
-            inputs = self._call("preprocess", items=batch, mode=mode)
-        except EmbedlineError:
-            raise
-        except Exception as exc:  # a plugin bug on one item must not hide which item
-            if len(batch) == 1:
-                return [], None, failures + [ItemError(batch[0].uri, "preprocess", _reason(exc))]
-            return self._one_by_one(batch, mode, failures)
-        if len(inputs) != len(batch):
-            raise PluginLoadError(
-                f"plugin {self.model.plugin!r}: preprocess returned {len(inputs)} inputs for {len(batch)} items"
-            )
-        good_items, good_inputs = [], []
-        for item, value in zip(batch, inputs):
-            if isinstance(value, Failed):
-                failures.append(ItemError(item.uri, "preprocess", value.reason))
-            else:
-                good_items.append(item)
-                good_inputs.append(value)
-        if not good_items:
-            return [], None, failures
-        try:
-            vectors = self._vectors(good_inputs, mode)
-        except EmbedlineError:
-            raise
-        except Exception as exc:
-            if len(good_items) == 1:
-                return [], None, failures + [ItemError(good_items[0].uri, "embed", _reason(exc))]
-            return self._one_by_one(good_items, mode, failures)
-        return self._drop_non_finite(good_items, vectors, failures)
-
-    def _one_by_one(self, batch: list[Item], mode: str, failures: list[ItemError]):
-        """Isolate the items that break a batch by retrying each on its own."""
-        import numpy as np
-
-        kept, blocks = [], []
-        for item in batch:
-            ok, vectors, bad = self._embed_batch([item], mode)
-            failures.extend(bad)
-            if ok:
-                kept.extend(ok)
-                blocks.append(vectors)
-        return kept, (np.concatenate(blocks) if blocks else None), failures
-
-    def _drop_non_finite(self, items: list[Item], vectors: Any, failures: list[ItemError]):
-        import numpy as np
-
-        finite = np.isfinite(vectors).all(axis=1)
-        if finite.all():
-            return items, vectors, failures
-        for item, ok in zip(items, finite):
-            if not ok:
-                failures.append(ItemError(item.uri, "embed", "the model produced NaN or infinite values"))
-        return [it for it, ok in zip(items, finite) if ok], vectors[finite], failures
-
-    def _call(self, hook: str, **kwargs: Any) -> Any:
-        return self.pm.call(hook, self.model.plugin, model=self.model, **kwargs)
-
-    def _vectors(self, inputs: list[Any], mode: str) -> Any:
-        import numpy as np
-
-        raw = self._call("embed", inputs=inputs, mode=mode)
-        if hasattr(raw, "detach"):  # a torch tensor slipped through
-            raw = raw.detach().cpu().numpy()
-        vectors = np.ascontiguousarray(raw, dtype=np.float32)
-        if vectors.shape != (len(inputs), self.dim):
-            raise PluginLoadError(
-                f"plugin {self.model.plugin!r}: embed returned shape {tuple(vectors.shape)}, "
-                f"expected ({len(inputs)}, {self.dim})"
-            )
-        return vectors
-
-    def embed(self, inputs: Sequence[str | os.PathLike[str] | Item], mode: str = "document") -> Any:
-        """Vectors for texts (or file paths, or items); raises :class:`ItemError` on the first failure."""
-        items = [as_item(x, self.modalities) for x in inputs]
-        result = self.embed_items(items, mode)
-        if result.failures:
-            raise result.failures[0]
-        return result.vectors
-
-    # -- pymilvus model-library interface -------------------------------------------------------
-
-    def encode_documents(self, documents: Sequence[str]) -> list[Any]:
-        return list(self.embed(documents, mode="document"))
-
-    def encode_queries(self, queries: Sequence[str]) -> list[Any]:
-        return list(self.embed(queries, mode="query"))
-
-    def __call__(self, texts: Sequence[str]) -> list[Any]:
-        return self.encode_documents(texts)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def as_item(value: str | os.PathLike[str] | Item, modalities: Sequence[str] = ("text",)) -> Item:
-    """An item for a query or an ad-hoc input: an existing file path becomes a file item."""
-    if isinstance(value, Item):
-        return value
-    if isinstance(value, os.PathLike) or (isinstance(value, str) and "\n" not in value and len(value) < 4096 and _is_file(value)):
-        path = Path(value)
-        unit = read_file(path, _adhoc_source(path))
-        if unit.error is not None:
-            raise unit.error
-        return unit.items[0]
-    text = str(value)
-    return Item(id=hashlib.blake2b(text.encode(), digest_size=16).hexdigest() + ":0", uri="<input>", modality="text", text=text)
-
-
-def _is_file(value: str) -> bool:
-    try:
-        return Path(value).is_file()
-    except OSError:
-        return False
-
-
-def _adhoc_source(path: Path):
-    from embedline.config import ChunkSpec, SourceSpec
-
-    return SourceSpec(path=path.resolve(), chunk=ChunkSpec(by="none"), base_dir=Path.cwd())
-
-
-def load_model(spec: Mapping[str, Any] | ModelSpec, *, pm: PluginManager | None = None) -> EmbeddingModel:
-    """Load one model from a ``[model]``-style dict, e.g. ``{"plugin": "minilm", "name": "..."}``."""
-    pm = pm or get_plugin_manager()
-    if not isinstance(spec, ModelSpec):
-        config = parse_config({"model": dict(spec)}, origin="<model>")
-        config = bind_plugins(config, pm)
-        spec = config.models[0]
-    return EmbeddingModel.load(pm, spec)
-
-
-# ---------------------------------------------------------------------------------------------
-# Running
-# ---------------------------------------------------------------------------------------------
+#: Items gathered per model before they are sorted by length and cut into batches: similar
+#: lengths in a batch mean less padding for transformer models.
+LENGTH_GROUP_BATCHES = 8
+#: Embedded batches waiting for the writer; a full queue makes the embedder wait (back-pressure).
+WRITE_QUEUE = 4
 
 
 @attrs.define
@@ -272,11 +51,13 @@ class RunSummary:
     items: int = 0  # chunks/segments they produced
     embedded: int = 0
     skipped: int = 0  # already stored with the same model
+    removed: int = 0  # stale rows deleted after the run
     failed: list[ItemError] = attrs.field(factory=list)
     unrouted: dict[str, int] = attrs.field(factory=dict)  # modality -> items no model takes
     counters: dict[str, int] = attrs.field(factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    report: str | None = None  # where failures were written
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda a, _: a.name != "failed")
@@ -289,6 +70,8 @@ class RunSummary:
             f"embedded {self.embedded}, skipped as unchanged {self.skipped}, failed {len(self.failed)} "
             f"in {self.seconds:.1f} s"
         ]
+        if self.removed:
+            lines.append(f"  removed {self.removed} stale row(s)")
         for modality, n in sorted(self.unrouted.items()):
             lines.append(f"  not embedded: {n} {modality} item(s) (no model in the pipeline takes {modality})")
         for name, n in sorted(self.counters.items()):
@@ -297,9 +80,31 @@ class RunSummary:
             lines.append(f"  failed: {err}")
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more failure(s)")
+        if self.report:
+            lines.append(f"  failures written to {self.report}")
         if self.interrupted:
             lines.append("  interrupted: what was embedded before the interrupt is stored")
         return "\n".join(lines)
+
+
+@attrs.define
+class _Target:
+    """One model's collection during a run: what the stages need to know about it."""
+
+    index: int
+    collection: str
+    identity: str
+    segment: tuple[float, float] | None
+    batch_size: int
+    produced: set[str] = attrs.field(factory=set)  # ids of every item read this run
+    seen: set[str] = attrs.field(factory=set)  # uris read this run
+
+
+@attrs.define
+class _Work:
+    target: _Target
+    prepared: Prepared | None
+    skipped: int
 
 
 class Pipeline:
@@ -309,8 +114,9 @@ class Pipeline:
         self.pm = pm or get_plugin_manager()
         self.config = bind_plugins(config, self.pm)
         self._models: dict[int, EmbeddingModel] = {}
+        self._model_lock = threading.Lock()
         self._store: VectorStore | None = None
-        self._ready: set[str] = set()
+        self._checked: dict[str, str] = {}  # collection -> identity of the model checked against it
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, pm: PluginManager | None = None) -> Pipeline:
@@ -332,7 +138,7 @@ class Pipeline:
         if self._store is not None:
             self._store.close()
             self._store = None
-        self._ready.clear()
+        self._checked.clear()
 
     # -- parts -------------------------------------------------------------------------------
 
@@ -345,6 +151,20 @@ class Pipeline:
     def model(self, modality: str | None = None) -> EmbeddingModel:
         """The model for ``modality`` (the first model when None), loaded on first use."""
         return self.model_at(self._model_index(modality))
+
+    def model_at(self, index: int) -> EmbeddingModel:
+        with self._model_lock:  # workers may ask at the same time
+            if index not in self._models:
+                try:
+                    self._models[index] = EmbeddingModel.load(self.pm, self.config.models[index])
+                except ConfigError as exc:  # a plugin's config complaint: say which file it is about
+                    if exc.source is not None:
+                        raise
+                    raise ConfigError(exc.reason, source=self.config.origin, key=exc.key) from exc
+            return self._models[index]
+
+    def collection(self, index: int) -> str:
+        return self.config.collection_for(self.config.models[index])
 
     def _model_index(self, modality: str | None) -> int:
         for i, spec in enumerate(self.config.models):
@@ -359,46 +179,78 @@ class Pipeline:
                 routes.setdefault(modality, i)
         return routes
 
-    def collection(self, index: int) -> str:
-        return self.config.collection_for(self.config.models[index])
+    # -- the model a collection remembers ---------------------------------------------------------
 
-    def _prepare(self, index: int, create: bool) -> tuple[EmbeddingModel, str]:
-        """Load the model, and check (or create) its collection against the model's fingerprint."""
-        self.store  # connect first: a wrong URI fails in milliseconds, a model takes seconds to load
-        model = self.model_at(index)
-        name = self.collection(index)
-        if name in self._ready:
-            return model, name
-        stored = self.store.get_fingerprint(name)
-        if stored is None:
-            if not create:
-                raise EmbedlineError(
-                    f"collection {name!r} does not exist yet: run `embedline run {self.config.origin}` first"
-                )
-            self.store.create_collection(name, {**model.fingerprint, "identity": model.identity})
-        elif model_identity(stored) != model.identity:
+    def _spec_key(self, index: int) -> str | None:
+        """A cheap key for "this model section, these weights": equal keys, equal identity."""
+        from embedline.modelsource import source_stamp
+
+        spec = self.config.models[index]
+        stamp = source_stamp(spec.name, revision=spec.revision, base_dir=spec.base_dir)
+        if stamp is None:
+            return None
+        options = {k: reveal(v) for k, v in spec.options.items()}
+        blob = json.dumps(
+            [spec.plugin, self.pm.version(spec.plugin), spec.name, spec.revision, spec.normalize,
+             sorted(spec.modalities or ()), spec.trust_remote_code, options, stamp],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def _check(self, model: EmbeddingModel, collection: str, stored: Mapping[str, Any]) -> None:
+        if model_identity(stored) != model.identity:
             raise ModelMismatchError(
-                f"collection {name!r} was filled by {describe_fingerprint(stored)}, but this pipeline's model is "
+                f"collection {collection!r} was filled by {describe_fingerprint(stored)}, but this pipeline's model is "
                 f"{describe_fingerprint(model.fingerprint)}; vectors of different models cannot be compared. "
                 f"Use the collection's model, or another `collection` name to embed with this one"
             )
-        self._ready.add(name)
-        return model, name
 
-    def model_at(self, index: int) -> EmbeddingModel:
-        if index not in self._models:
-            try:
-                self._models[index] = EmbeddingModel.load(self.pm, self.config.models[index])
-            except ConfigError as exc:  # a plugin's config complaint: say which file it is about
-                if exc.source is not None:
-                    raise
-                raise ConfigError(exc.reason, source=self.config.origin, key=exc.key) from exc
-        return self._models[index]
+    def _open(self, index: int, create: bool, lazy: bool = False) -> _Target:
+        """Check (or create) the collection of model ``index`` against the model's fingerprint.
+
+        With ``lazy``, a collection created by this very model section (same spec key, same weights
+        stamp) is trusted without loading the model: an unchanged re-run loads no model at all.
+        """
+        self.store  # connect first: a wrong URI fails in milliseconds, a model takes seconds to load
+        name = self.collection(index)
+        spec = self.config.models[index]
+        stored = self.store.get_fingerprint(name)
+        key = self._spec_key(index) if lazy else None
+        if stored is not None and key is not None and stored.get("spec_key") == key and index not in self._models:
+            identity, segment = model_identity(stored), stored.get("segment")
+        else:
+            model = self.model_at(index)
+            if stored is None:
+                if not create:
+                    raise EmbedlineError(
+                        f"collection {name!r} does not exist yet: run `embedline run {self.config.origin}` first"
+                    )
+                key = key or self._spec_key(index)
+                self.store.create_collection(name, {**model.fingerprint, "identity": model.identity, "spec_key": key})
+            else:
+                self._check(model, name, stored)
+            identity, segment = model.identity, model.model.segment
+            self._checked[name] = identity
+        return _Target(index, name, identity, tuple(segment) if segment else None, spec.batch_size)
+
+    def _loaded(self, target: _Target) -> EmbeddingModel:
+        """The target's model, loading it now if the run started without it (and checking it)."""
+        model = self.model_at(target.index)
+        if self._checked.get(target.collection) != model.identity:
+            stored = self.store.get_fingerprint(target.collection) or {}
+            self._check(model, target.collection, stored)
+            self._checked[target.collection] = model.identity
+        return model
 
     # -- run ---------------------------------------------------------------------------------
 
-    def run(self, *, progress: bool = False) -> RunSummary:
-        """Ingest the source.  Unchanged items (same id, same model) are not embedded again."""
+    def run(self, *, progress: bool = False, prune: bool = False) -> RunSummary:
+        """Ingest the source.  Unchanged items (same id, same model) are not embedded again.
+
+        After a complete run, rows left from older versions of the files read are removed; with
+        ``prune``, so are rows whose source file or row no longer exists.
+        """
         if self.config.source is None:
             raise EmbedlineError(f"{self.config.origin}: the pipeline has no [source] to run")
         summary = RunSummary()
@@ -408,71 +260,103 @@ class Pipeline:
             total = source.total()
         except ItemError as exc:
             raise EmbedlineError(f"{self.config.origin}: source.path: {exc.uri}: {exc.reason}") from None
-        routes = self._routes()
-        for index in range(len(self.config.models)):  # load and check every model before reading
-            self._prepare(index, create=True)
+        report = _FailureReport(self.config.failures)
+        targets = [self._open(i, create=True, lazy=True) for i in range(len(self.config.models))]
+        failed_uris: set[str] = set()
         bar = _progress(total, enabled=progress)
-        pending: dict[int, list[Item]] = {}
+        writer = _Writer(self.store)
+        complete = False
         try:
-            for unit in source:
-                summary.units += 1
-                bar.update(1)
-                self._take(unit, routes, pending, summary)
-                for index, items in pending.items():
-                    if len(items) >= self.model_at(index).batch_size:
-                        self._flush(index, items, summary)
-                        pending[index] = []
-            for index, items in pending.items():
-                if items:
-                    self._flush(index, items, summary)
+            with ThreadPoolExecutor(self.config.workers, thread_name_prefix="embedline-prep") as pool:
+                inflight: collections.deque[Future[_Work]] = collections.deque()
+                try:
+                    for target, batch in self._batches(source, targets, summary, report, failed_uris, bar):
+                        inflight.append(pool.submit(self._prepare_batch, target, batch))
+                        while len(inflight) > 2 * self.config.workers:
+                            self._finish(inflight.popleft().result(), writer, summary, report)
+                    while inflight:
+                        self._finish(inflight.popleft().result(), writer, summary, report)
+                    complete = True
+                finally:
+                    for future in inflight:
+                        future.cancel()
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
             bar.close()
+            writer.close()  # store what was embedded, whatever stopped the run
+            report.close()
+            summary.report = str(report.path) if report.written else None
             for model in self._models.values():
                 for name, n in model.model.counters.items():
                     summary.counters[name] = summary.counters.get(name, 0) + n
             summary.seconds = time.perf_counter() - started
+        if complete:
+            for target in targets:
+                summary.removed += self._remove_stale(target, failed_uris, prune)
+            summary.seconds = time.perf_counter() - started
         return summary
 
-    def _take(self, unit: Unit, routes: Mapping[str, int], pending: dict[int, list[Item]], summary: RunSummary) -> None:
-        if unit.error is not None:
-            self._fail(unit.error, summary)
-            return
-        for item in unit.items:
-            index = routes.get(item.modality)
-            if index is None:
-                summary.items += 1
-                summary.unrouted[item.modality] = summary.unrouted.get(item.modality, 0) + 1
+    def _batches(
+        self, source: Source, targets: list[_Target], summary: RunSummary, report: _FailureReport,
+        failed_uris: set[str], bar: Any,
+    ) -> Iterator[tuple[_Target, list[Item]]]:
+        """Read the source and yield batches per model, grouped by length (the reader stage)."""
+        routes = self._routes()
+        pending: dict[int, list[Item]] = {t.index: [] for t in targets}
+        for unit in source:
+            summary.units += 1
+            bar.update(1)
+            if unit.error is not None:
+                failed_uris.add(unit.uri)
+                self._fail(unit.error, summary, report)
                 continue
-            segment = self.model_at(index).model.segment
-            try:
-                timed = segment and item.path and item.modality in ("audio", "video")
-                pieces = segments(item, *segment) if timed else [item]
-            except ItemError as exc:
-                self._fail(exc, summary)
-                continue
-            summary.items += len(pieces)
-            pending.setdefault(index, []).extend(pieces)
+            for item in unit.items:
+                index = routes.get(item.modality)
+                if index is None:
+                    summary.items += 1
+                    summary.unrouted[item.modality] = summary.unrouted.get(item.modality, 0) + 1
+                    continue
+                target = targets[index]
+                try:
+                    timed = target.segment and item.path and item.modality in ("audio", "video")
+                    pieces = segments(item, *target.segment) if timed else [item]
+                except ItemError as exc:
+                    failed_uris.add(item.uri)
+                    self._fail(exc, summary, report)
+                    continue
+                summary.items += len(pieces)
+                target.seen.add(item.uri)
+                for piece in pieces:
+                    if piece.id in target.produced:  # identical content read before: one row
+                        summary.skipped += 1
+                        continue
+                    target.produced.add(piece.id)
+                    pending[index].append(piece)
+                if len(pending[index]) >= target.batch_size * LENGTH_GROUP_BATCHES:
+                    yield from _by_length(target, pending[index])
+                    pending[index] = []
+        for target in targets:
+            yield from _by_length(target, pending[target.index])
 
-    def _fail(self, error: ItemError, summary: RunSummary) -> None:
-        summary.failed.append(error)
-        log.warning("%s", error)
-        if self.config.on_error == "fail":
-            raise error
-
-    def _flush(self, index: int, items: list[Item], summary: RunSummary) -> None:
-        model, collection = self._prepare(index, create=True)
-        unique = list({item.id: item for item in items}.values())  # identical content, one row
-        summary.skipped += len(items) - len(unique)
-        stored = self.store.existing_ids(collection, [it.id for it in unique], model.identity)
-        todo = [it for it in unique if it.id not in stored]
-        summary.skipped += len(unique) - len(todo)
+    def _prepare_batch(self, target: _Target, items: list[Item]) -> _Work:
+        """Skip what is stored, then ``preprocess`` (a worker stage: runs on a pool thread)."""
+        stored = self.store.existing_ids(target.collection, [it.id for it in items], target.identity)
+        todo = [it for it in items if it.id not in stored]
+        skipped = len(items) - len(todo)
         if not todo:
+            return _Work(target, None, skipped)
+        return _Work(target, self._loaded(target).prepare(todo, mode="document"), skipped)
+
+    def _finish(self, work: _Work, writer: _Writer, summary: RunSummary, report: _FailureReport) -> None:
+        """``embed`` a prepared batch and hand it to the writer (the embedder stage)."""
+        summary.skipped += work.skipped
+        if work.prepared is None:
             return
-        result = model.embed_items(todo, mode="document")
+        model = self.model_at(work.target.index)
+        result = model.embed_prepared(work.prepared, mode="document")
         for error in result.failures:
-            self._fail(error, summary)
+            self._fail(error, summary, report)
         if not result.items:
             return
         records = [
@@ -488,8 +372,28 @@ class Pipeline:
             )
             for item, vector in zip(result.items, result.vectors)
         ]
-        self.store.upsert(collection, records)
+        writer.put(work.target.collection, records)
         summary.embedded += len(records)
+
+    def _fail(self, error: ItemError, summary: RunSummary, report: _FailureReport) -> None:
+        summary.failed.append(error)
+        report.write(error)
+        log.warning("%s", error)
+        if self.config.on_error == "fail":
+            raise error
+
+    def _remove_stale(self, target: _Target, failed_uris: set[str], prune: bool) -> int:
+        """Delete rows left by older versions of the files read, and with ``prune`` rows whose
+        source is gone.  Only after a complete run: an interrupted run cannot tell."""
+        stale = [
+            row_id
+            for row_id, uri in self.store.scan(target.collection)
+            if row_id not in target.produced
+            and (uri in target.seen or (prune and uri not in failed_uris))
+        ]
+        if stale:
+            self.store.delete(target.collection, stale)
+        return len(stale)
 
     # -- embed & search ------------------------------------------------------------------------
 
@@ -503,15 +407,20 @@ class Pipeline:
         """Nearest stored items for a text or a file path (or a list of them, searched in one call)."""
         many = not isinstance(query, (str, os.PathLike))
         queries = list(query) if many else [query]  # type: ignore[arg-type]
-        items = [as_item(q, _all_modalities(self.config)) for q in queries]
+        items = [as_item(q) for q in queries]
         modality = items[0].modality if items else "text"
         if any(it.modality != modality for it in items):
             raise EmbedlineError("search: all queries in one call must have the same modality")
-        index = self._model_index(modality)
-        model, collection = self._prepare(index, create=False)
-        vectors = model.embed(items, mode="query")
-        hits = self.store.search(collection, vectors, k, filter)
+        target = self._open(self._model_index(modality), create=False)
+        vectors = self.model_at(target.index).embed(items, mode="query")
+        hits = self.store.search(target.collection, vectors, k, filter)
         return hits if many else hits[0]
+
+
+def _by_length(target: _Target, items: list[Item]) -> Iterator[tuple[_Target, list[Item]]]:
+    items = sorted(items, key=lambda it: len(it.text) if it.text is not None else 0)
+    for start in range(0, len(items), target.batch_size):
+        yield target, items[start : start + target.batch_size]
 
 
 def segments(item: Item, seconds: float, overlap: float) -> list[Item]:
@@ -521,8 +430,10 @@ def segments(item: Item, seconds: float, overlap: float) -> list[Item]:
     windows never reuses a stored vector.  Raises :class:`ItemError` for files with no duration.
     """
     from embedline.media import MediaError, duration
-    from embedline.sources import content_id
 
+    step = seconds - overlap
+    if step <= 0:
+        raise ValueError(f"segment overlap ({overlap}) must be shorter than the window ({seconds})")
     try:
         total = duration(item.path, item.modality)
     except MediaError as exc:
@@ -531,9 +442,6 @@ def segments(item: Item, seconds: float, overlap: float) -> list[Item]:
         raise ItemError(item.uri, "read", f"cannot decode {item.modality}: {exc}") from None
     if not total > 0:
         raise ItemError(item.uri, "read", f"{item.modality} has no content (duration 0)")
-    step = seconds - overlap
-    if step <= 0:
-        raise ValueError(f"segment overlap ({overlap}) must be shorter than the window ({seconds})")
     key = content_id(item.id, f"segment={seconds}/{overlap}")
     out, start, k = [], 0.0, 0
     while True:
@@ -545,11 +453,66 @@ def segments(item: Item, seconds: float, overlap: float) -> list[Item]:
         start, k = start + step, k + 1
 
 
-def _all_modalities(config: PipelineConfig) -> tuple[str, ...]:
-    out: list[str] = []
-    for spec in config.models:
-        out.extend(m for m in spec.modalities or () if m not in out)
-    return tuple(out)
+class _Writer:
+    """The one thread that writes to the store during a run, fed through a bounded queue."""
+
+    def __init__(self, store: VectorStore, maxsize: int = WRITE_QUEUE):
+        self.store = store
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[tuple[str, list[Record]] | None] = queue.Queue(maxsize)
+        self._thread = threading.Thread(target=self._loop, name="embedline-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, collection: str, records: list[Record]) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((collection, records))
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if self.error is None:
+                try:
+                    self.store.upsert(*job)
+                except BaseException as exc:  # handed to the embedder thread at the next put/close
+                    self.error = exc
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise the writer's error, if any."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+class _FailureReport:
+    """Failures as JSON lines (uri, stage, reason), written as they happen so a crash keeps them."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.written = 0
+        self._file: Any = None
+        if path is not None and path.is_file():
+            path.unlink()  # a report describes one run
+
+    def write(self, error: ItemError) -> None:
+        if self.path is None:
+            return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", encoding="utf-8")
+        self._file.write(json.dumps({"uri": error.uri, "stage": error.stage, "reason": error.reason}, ensure_ascii=False) + "\n")
+        self._file.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class _NoBar:
@@ -568,4 +531,4 @@ def _progress(total: int | None, enabled: bool) -> Any:
     return tqdm(total=total, unit="item", dynamic_ncols=True, smoothing=0.1)
 
 
-__all__ = ["EmbeddingModel", "Pipeline", "RunSummary", "as_item", "load_model"]
+__all__ = ["EmbeddingModel", "Pipeline", "RunSummary", "as_item", "load_model", "segments"]

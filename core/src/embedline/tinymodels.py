@@ -117,3 +117,153 @@ def build_tiny_static_model(
     path = Path(path)
     StaticModel(vectors=vectors, tokenizer=tokenizer, normalize=normalize).save_pretrained(path)
     return path
+
+
+def build_tiny_whisper(
+    path: str | os.PathLike[str],
+    *,
+    d_model: int = 32,
+    chunk_length: int = 2,
+    num_mel_bins: int = 80,
+    seed: int = 0,
+) -> Path:
+    """Save a one-layer random Whisper (``WhisperForConditionalGeneration``) and its feature extractor.
+
+    ``chunk_length`` is the window in seconds: the feature extractor makes ``100 * chunk_length``
+    mel frames and the encoder takes exactly that many (``max_source_positions`` is half of it),
+    as with real Whisper (30 s, 3000 frames, 1500 positions).  The decoder is there only because a
+    real checkpoint has one; its token ids stay inside a 64-token vocabulary.  Returns ``path``.
+    """
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    path = Path(path)
+    extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, chunk_length=chunk_length)
+    config = WhisperConfig(
+        vocab_size=64,
+        num_mel_bins=num_mel_bins,
+        d_model=d_model,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_source_positions=extractor.nb_max_frames // 2,
+        max_target_positions=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=3,
+        suppress_tokens=None,
+        begin_suppress_tokens=None,
+    )
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(config).eval().save_pretrained(path)
+    extractor.save_pretrained(path)
+    return path
+
+
+def build_tiny_perceiver(
+    path: str | os.PathLike[str],
+    *,
+    image_size: int = 16,
+    num_frames: int = 2,
+    audio_samples_per_frame: int = 64,
+    num_latents: int = 16,
+    d_latents: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Save a random ``PerceiverForMultimodalAutoencoding`` (the architecture of
+    deepmind/multimodal-perceiver) with small frames, few latents and one self-attention layer.
+
+    The input preprocessors (Fourier position encodings over frames x pixels and audio samples) and
+    the reconstruction decoders are built as in the real model; only the sizes shrink.  Returns ``path``.
+    """
+    import torch
+    from transformers import PerceiverConfig, PerceiverForMultimodalAutoencoding
+
+    path = Path(path)
+    config = PerceiverConfig(
+        num_latents=num_latents,
+        d_latents=d_latents,
+        d_model=d_latents,
+        num_blocks=1,
+        num_self_attends_per_block=1,
+        num_self_attention_heads=2,
+        num_cross_attention_heads=1,
+        image_size=image_size,
+        num_frames=num_frames,
+        audio_samples_per_frame=audio_samples_per_frame,
+        samples_per_patch=16,
+        output_shape=[1, num_frames, image_size, image_size],
+        output_num_channels=16,
+        num_labels=8,
+    )
+    config._label_trainable_num_channels = 16
+    torch.manual_seed(seed)
+    PerceiverForMultimodalAutoencoding(config).eval().save_pretrained(path)
+    return path
+
+
+def build_tiny_resnet(path: str | os.PathLike[str], seed: int = 0, *, image_size: int = 32) -> Path:
+    """Save a two-stage random ResNet (16-d pooled output) with its image processor at ``path``.
+
+    Saved as ``ResNetForImageClassification`` with a ``ConvNextImageProcessor`` config, like
+    ``microsoft/resnet-50``, so the same loading code (classifier dropped, PIL processor) runs.
+    Returns ``path``.
+    """
+    import torch
+    from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetForImageClassification
+
+    path = Path(path)
+    config = ResNetConfig(hidden_sizes=[8, 16], depths=[1, 1], embedding_size=8, num_labels=4)
+    torch.manual_seed(seed)
+    ResNetForImageClassification(config).eval().save_pretrained(path)
+    ConvNextImageProcessorPil(size={"shortest_edge": image_size}).save_pretrained(path)
+    return path
+
+
+def _byte_level_vocab(specials: tuple[str, ...]) -> dict[str, int]:
+    """Every byte-level character alone and as a word end (``</w>``): BPE with no merges needs both."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    chars = sorted(ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for token in (*specials, *chars, *(c + "</w>" for c in chars)):
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+def build_tiny_clip(path: str | os.PathLike[str], seed: int = 0, *, dim: int = 32, context: int = 77) -> Path:
+    """Save a one-layer random CLIP (``dim``-d shared space, 32-pixel images in 8-pixel patches).
+
+    The tokenizer is a real ``CLIPTokenizer`` over single byte-level characters (no merges), so any
+    text tokenizes, one token per character, and ``context`` (77, as in CLIP) truncates long texts.
+    Saved with a ``CLIPProcessor`` (PIL image processor).  Returns ``path``.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    path = Path(path)
+    tokenizer = CLIPTokenizer(
+        vocab=_byte_level_vocab(("<|startoftext|>", "<|endoftext|>")), merges=[], model_max_length=context
+    )
+    layer = {"hidden_size": dim, "intermediate_size": 2 * dim, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={
+            **layer,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": context,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={**layer, "image_size": 32, "patch_size": 8},
+        projection_dim=dim,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).eval().save_pretrained(path)
+    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
+    return path

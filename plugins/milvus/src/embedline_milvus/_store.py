@@ -23,6 +23,7 @@ ID_MAX_LENGTH = 128
 URI_MAX_LENGTH = 4096
 _IDS_PER_CALL = 500  # keeps `id in [...]` expressions and delete requests well under server limits
 _COLLECTION_NOT_FOUND = 100
+_SCAN_BATCH = 5000
 _DIM_ERROR = re.compile(r"expected dim (\d+), got (\d+)")
 
 
@@ -182,6 +183,24 @@ class MilvusStore(VectorStore):
             self._ensure_loaded(collection)
             for chunk in _chunks(list(ids), _IDS_PER_CALL):
                 self.client.delete(collection, ids=chunk)
+
+    def scan(self, collection: str) -> Iterator[tuple[str, str]]:
+        with self._failing(collection, f"listing collection {collection!r}", missing_ok=True):
+            if not self.client.has_collection(collection):
+                return
+            self._ensure_loaded(collection)
+            rows = self.client.query_iterator(
+                collection, batch_size=_SCAN_BATCH, filter="", output_fields=["id", "uri"]
+            )
+            try:
+                while True:
+                    batch = rows.next()
+                    if not batch:
+                        return
+                    for row in batch:
+                        yield str(row["id"]), str(row["uri"])
+            finally:
+                rows.close()
 
     def count(self, collection: str) -> int:
         with self._failing(collection, f"counting collection {collection!r}", missing_ok=True):

@@ -1,0 +1,245 @@
+"""A model loaded through its plugin: batching, failure isolation, and pymilvus' interface.
+
+Embedding is two steps so that a pipeline can run them on different threads: :meth:`prepare`
+(the ``preprocess`` hook: decoding, tokenising) and :meth:`embed_prepared` (the ``embed`` hook).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from embedline.config import ChunkSpec, ModelSpec, SourceSpec, bind_plugins, parse_config
+from embedline.contracts import Failed, Item, Model, describe_fingerprint, fingerprint_id
+from embedline.errors import EmbedlineError, ItemError, PluginLoadError
+from embedline.plugins import PluginManager, get_plugin_manager
+
+#: The fingerprint keys that decide whether two models make interchangeable vectors.  The plugin
+#: version and the path the weights were read from are recorded but do not count.
+IDENTITY_KEYS = ("plugin", "revision", "dim", "normalized", "settings", "segment")
+
+
+def model_identity(fingerprint: Mapping[str, Any]) -> str:
+    return fingerprint_id({k: fingerprint.get(k) for k in IDENTITY_KEYS})
+
+
+@attrs.define
+class Prepared:
+    """Inputs ready for ``embed``: ``inputs[i]`` belongs to ``items[i]``."""
+
+    items: list[Item]
+    inputs: list[Any]
+    failures: list[ItemError]
+
+
+@attrs.define
+class Embedded:
+    """Vectors for the items that worked, and why the others did not."""
+
+    items: list[Item]
+    vectors: Any  # float32 (len(items), dim)
+    failures: list[ItemError]
+
+
+class EmbeddingModel:
+    """A model loaded through its plugin.
+
+    Besides embedline's own batch API it offers pymilvus' model-library interface
+    (``encode_documents``, ``encode_queries``, ``dim``, calling it), so it drops into code written
+    for ``pymilvus.model`` embedding functions.
+    """
+
+    def __init__(self, pm: PluginManager, model: Model):
+        self.pm = pm
+        self.model = model
+        self.fingerprint = model.fingerprint()
+        self.identity = model_identity(self.fingerprint)
+
+    @classmethod
+    def load(cls, pm: PluginManager, spec: ModelSpec) -> EmbeddingModel:
+        model = pm.call("load_model", spec.plugin, spec=spec)
+        if not isinstance(model, Model):
+            raise PluginLoadError(
+                f"plugin {spec.plugin!r}: load_model returned {type(model).__name__}, expected embedline.Model"
+            )
+        model.plugin = spec.plugin
+        model.plugin_version = pm.version(spec.plugin)
+        model.spec = spec
+        if spec.modalities:
+            model.modalities = tuple(m for m in model.modalities if m in spec.modalities)
+        return cls(pm, model)
+
+    def __repr__(self) -> str:
+        return f"<EmbeddingModel {describe_fingerprint(self.fingerprint)}>"
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.model.modalities
+
+    @property
+    def batch_size(self) -> int:
+        return self.model.spec.batch_size if self.model.spec else 32
+
+    # -- the two steps -------------------------------------------------------------------------
+
+    def prepare(self, items: Sequence[Item], mode: str = "document") -> Prepared:
+        """Run ``preprocess`` on one batch; items it cannot use come back as failures."""
+        failures = [
+            ItemError(it.uri, "preprocess", f"{self.model.plugin} cannot embed {it.modality}")
+            for it in items
+            if it.modality not in self.modalities
+        ]
+        batch = [it for it in items if it.modality in self.modalities]
+        if not batch:
+            return Prepared([], [], failures)
+        try:
+            inputs = self._call("preprocess", items=batch, mode=mode)
+        except EmbedlineError:
+            raise
+        except Exception as exc:  # a plugin error on one item must not hide which item
+            if len(batch) == 1:
+                return Prepared([], [], failures + [ItemError(batch[0].uri, "preprocess", _reason(exc))])
+            parts = [self.prepare([it], mode) for it in batch]
+            return Prepared(
+                [it for p in parts for it in p.items],
+                [x for p in parts for x in p.inputs],
+                failures + [f for p in parts for f in p.failures],
+            )
+        if len(inputs) != len(batch):
+            raise PluginLoadError(
+                f"plugin {self.model.plugin!r}: preprocess returned {len(inputs)} inputs for {len(batch)} items"
+            )
+        kept, kept_inputs = [], []
+        for item, value in zip(batch, inputs):
+            if isinstance(value, Failed):
+                failures.append(ItemError(item.uri, "preprocess", value.reason))
+            else:
+                kept.append(item)
+                kept_inputs.append(value)
+        return Prepared(kept, kept_inputs, failures)
+
+    def embed_prepared(self, prepared: Prepared, mode: str = "document") -> Embedded:
+        """Run ``embed``; if the batch fails, retry its inputs one by one to find the bad ones."""
+        import numpy as np
+
+        failures = list(prepared.failures)
+        if not prepared.items:
+            return Embedded([], np.zeros((0, self.dim), dtype=np.float32), failures)
+        try:
+            vectors = self._vectors(prepared.inputs, mode)
+            items = list(prepared.items)
+        except EmbedlineError:
+            raise
+        except Exception as exc:
+            if len(prepared.items) == 1:
+                failures.append(ItemError(prepared.items[0].uri, "embed", _reason(exc)))
+                return Embedded([], np.zeros((0, self.dim), dtype=np.float32), failures)
+            parts = [self.embed_prepared(Prepared([it], [x], []), mode) for it, x in zip(prepared.items, prepared.inputs)]
+            items = [it for p in parts for it in p.items]
+            vectors = np.concatenate([p.vectors for p in parts])
+            failures += [f for p in parts for f in p.failures]
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():
+            failures += [
+                ItemError(it.uri, "embed", "the model produced NaN or infinite values")
+                for it, ok in zip(items, finite)
+                if not ok
+            ]
+            items, vectors = [it for it, ok in zip(items, finite) if ok], vectors[finite]
+        return Embedded(items, vectors, failures)
+
+    def embed_items(self, items: Sequence[Item], mode: str = "document") -> Embedded:
+        """Both steps over any number of items, in batches of ``batch_size``."""
+        import numpy as np
+
+        kept, blocks, failures = [], [], []
+        for start in range(0, len(items), self.batch_size):
+            result = self.embed_prepared(self.prepare(items[start : start + self.batch_size], mode), mode)
+            kept += result.items
+            blocks.append(result.vectors)
+            failures += result.failures
+        matrix = np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
+        return Embedded(kept, matrix, failures)
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        return self.pm.call(hook, self.model.plugin, model=self.model, **kwargs)
+
+    def _vectors(self, inputs: list[Any], mode: str) -> Any:
+        import numpy as np
+
+        raw = self._call("embed", inputs=inputs, mode=mode)
+        if hasattr(raw, "detach"):  # a torch tensor slipped through
+            raw = raw.detach().cpu().numpy()
+        vectors = np.ascontiguousarray(raw, dtype=np.float32)
+        if vectors.shape != (len(inputs), self.dim):
+            raise PluginLoadError(
+                f"plugin {self.model.plugin!r}: embed returned shape {tuple(vectors.shape)}, "
+                f"expected ({len(inputs)}, {self.dim})"
+            )
+        return vectors
+
+    def embed(self, inputs: Sequence[str | os.PathLike[str] | Item], mode: str = "document") -> Any:
+        """Vectors for texts (or file paths, or items); raises :class:`ItemError` on the first failure."""
+        items = [as_item(x) for x in inputs]
+        result = self.embed_items(items, mode)
+        if result.failures:
+            raise result.failures[0]
+        return result.vectors
+
+    # -- pymilvus model-library interface -------------------------------------------------------
+
+    def encode_documents(self, documents: Sequence[str]) -> list[Any]:
+        return list(self.embed(documents, mode="document"))
+
+    def encode_queries(self, queries: Sequence[str]) -> list[Any]:
+        return list(self.embed(queries, mode="query"))
+
+    def __call__(self, texts: Sequence[str]) -> list[Any]:
+        return self.encode_documents(texts)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def as_item(value: str | os.PathLike[str] | Item) -> Item:
+    """An item for a query or an ad-hoc input: an existing file path becomes a file item."""
+    from embedline.sources import read_file
+
+    if isinstance(value, Item):
+        return value
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and "\n" not in value and len(value) < 4096 and _is_file(value)):
+        path = Path(value)
+        spec = SourceSpec(path=path.resolve(), chunk=ChunkSpec(by="none"), base_dir=Path.cwd())
+        unit = read_file(path, spec)
+        if unit.error is not None:
+            raise unit.error
+        return unit.items[0]
+    text = str(value)
+    return Item(id=hashlib.blake2b(text.encode(), digest_size=16).hexdigest() + ":0", uri="<input>", modality="text", text=text)
+
+
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).is_file()
+    except OSError:
+        return False
+
+
+def load_model(spec: Mapping[str, Any] | ModelSpec, *, pm: PluginManager | None = None) -> EmbeddingModel:
+    """Load one model from a ``[model]``-style dict, e.g. ``{"plugin": "minilm", "name": "..."}``."""
+    pm = pm or get_plugin_manager()
+    if not isinstance(spec, ModelSpec):
+        config = bind_plugins(parse_config({"model": dict(spec)}, origin="<model>"), pm)
+        spec = config.models[0]
+    return EmbeddingModel.load(pm, spec)
