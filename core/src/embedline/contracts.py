@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,12 @@ class Model:
     counters: dict[str, int] = attrs.field(factory=dict, eq=False)
     state: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, eq=False, repr=False)
+
     def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
+        """Add ``n`` to counter ``name`` (safe from the worker threads that run ``preprocess``)."""
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0) + n
 
     def fingerprint(self) -> dict[str, Any]:
         """The identity of the vectors this model makes; stored with every collection."""

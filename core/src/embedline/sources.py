@@ -50,7 +50,7 @@ def sniff_modality(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and len(head) >= 12:
         return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
     if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "audio" if head[8:11] in (b"M4A", b"M4B") else "video"
+        return "audio" if head[8:12] in (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ") else "video"
     for offset, magic, modality in _MAGIC:
         if head[offset : offset + len(magic)] == magic:
             # "BM" is also how plenty of text starts; require a plausible BMP header size field.
