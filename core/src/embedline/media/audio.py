@@ -37,6 +37,10 @@ class NoAudioStream(MediaError):
     """The file is a container without an audio stream (a silent video, for instance)."""
 
 
+class EmptyWindow(MediaError):
+    """The requested time window holds no samples (it starts after the audio ends)."""
+
+
 def _uses_soundfile(path: str) -> bool:
     with open(path, "rb") as fh:
         head = fh.read(12)
@@ -147,7 +151,7 @@ def load_audio(
         raise ValueError(f"bad audio window [{start}, {end})")
     samples, rate = _decode(path, start, end)
     if samples.size == 0:
-        raise MediaError(f"no audio samples between {start:.2f} s and {_when(end)}")
+        raise EmptyWindow(f"no audio samples between {start:.2f} s and {_when(end)}")
     if rate != sample_rate:
         import soxr
 
@@ -189,7 +193,7 @@ def _read_soundfile(path: str, start: float, end: float | None) -> tuple[Any, in
             first = min(int(round(start * rate)), total)
             last = total if end is None else min(int(round(end * rate)), total)
             if first >= total:
-                raise MediaError(f"no audio samples between {start:.2f} s and {_when(end)} (the file ends at {total / rate:.2f} s)")
+                raise EmptyWindow(f"no audio samples between {start:.2f} s and {_when(end)} (the file ends at {total / rate:.2f} s)")
             if fh.seekable():
                 fh.seek(first)
             else:  # a few formats (some Ogg streams) cannot seek: read up to the window
@@ -242,6 +246,10 @@ def _read_av(path: str, start: float, end: float | None) -> tuple[Any, int]:
         return np.zeros(0, dtype=np.float32), rate or 16000
     _check_complete(start, end, declared, first_time + decoded / rate, failure)
     samples = np.concatenate(blocks, axis=1).T  # (frames, channels)
+    # Decoders fill the last frame (AAC: to 1024 samples); the header's duration is where the audio
+    # ends, and the windows the core cuts are based on it.
+    if declared is not None:
+        end = declared if end is None else min(end, declared)
     offset = max(0, int(round((start - first_time) * rate)))
     stop = None if end is None else max(offset, int(round((end - first_time) * rate)))
     return _mono(samples[offset:stop]), rate
@@ -318,6 +326,8 @@ def write_audio(path: str | os.PathLike[str], samples: Any, sample_rate: int, *,
 
         sf.write(path, data, sample_rate, subtype=subtype)
         return path
+    from fractions import Fraction
+
     import av
 
     fmt, codec = _AV_FORMATS[suffix]
@@ -327,6 +337,9 @@ def write_audio(path: str | os.PathLike[str], samples: Any, sample_rate: int, *,
         stream = out.add_stream(codec, rate=sample_rate, layout=layout)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar), format="fltp", layout=layout)
         frame.rate = sample_rate
+        # With timestamps the encoder marks its priming samples, and the muxer writes an edit list
+        # that tells decoders to drop them.
+        frame.pts, frame.time_base = 0, Fraction(1, sample_rate)
         for packet in stream.encode(frame):
             out.mux(packet)
         for packet in stream.encode(None):
@@ -334,4 +347,4 @@ def write_audio(path: str | os.PathLike[str], samples: Any, sample_rate: int, *,
     return path
 
 
-__all__ = ["SILENCE_PEAK", "NoAudioStream", "audio_duration", "load_audio", "write_audio"]
+__all__ = ["SILENCE_PEAK", "EmptyWindow", "NoAudioStream", "audio_duration", "load_audio", "write_audio"]

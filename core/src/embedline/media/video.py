@@ -173,6 +173,7 @@ def write_video(
             samples = np.ascontiguousarray(np.asarray(audio, dtype=np.float32)[None, :])
             chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
             chunk.rate = audio_rate
+            chunk.pts, chunk.time_base = 0, Fraction(1, audio_rate)  # so AAC's priming is marked
             for packet in sound.encode(chunk):
                 out.mux(packet)
             for packet in sound.encode(None):

@@ -1,0 +1,95 @@
+"""embedline plugin ``resnet``: image embeddings from ResNet-50 and other image backbones.
+
+The default is ``microsoft/resnet-50`` through transformers: the pooled output of the last stage
+(the layer before the classifier), 2048-d.  Any transformers image backbone works by hub id or
+folder, and ``backend = "torchhub"`` loads ``resnet50`` from ``pytorch/vision``.  Videos are
+embedded as the mean of frames sampled from each window.  This module only declares the plugin;
+the work happens in ``_backend``, imported inside the hooks, so listing plugins never pays for torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from embedline import hookimpl
+from embedline.contracts import Option, PluginInfo
+
+__version__ = "0.1.0"
+
+# Shared with the clip plugin in spirit: how videos become frames (see embedline.media.image.item_frames).
+VIDEO_OPTIONS = {
+    "clip_seconds": Option((int, float), 10.0, "video: window length in seconds; one vector per window"),
+    "clip_overlap": Option((int, float), 0.0, "video: seconds two consecutive windows share"),
+    "frames_per_second": Option((int, float), 1.0, "video: frames sampled per second of a window"),
+    "max_frames": Option(int, 32, "video: at most this many frames per window"),
+    "max_pixels": Option(int, 89_478_485, "images with more pixels are refused (decompression bombs)"),
+}
+
+
+def validate_video_options(options: Mapping[str, Any]) -> None:
+    """Checks shared by the image plugins; raises ``ValueError("key: message")``."""
+    if options["clip_seconds"] <= 0:
+        raise ValueError(f"clip_seconds: expected a positive number of seconds, got {options['clip_seconds']}")
+    if not 0 <= options["clip_overlap"] < options["clip_seconds"]:
+        raise ValueError(
+            f"clip_overlap: expected 0 <= clip_overlap < clip_seconds ({options['clip_seconds']}), "
+            f"got {options['clip_overlap']}"
+        )
+    if options["frames_per_second"] <= 0:
+        raise ValueError(f"frames_per_second: expected a positive number, got {options['frames_per_second']}")
+    if options["max_frames"] < 1:
+        raise ValueError(f"max_frames: expected at least 1, got {options['max_frames']}")
+    if options["max_pixels"] < 1:
+        raise ValueError(f"max_pixels: expected a positive number of pixels, got {options['max_pixels']}")
+
+
+def _validate(options: Mapping[str, Any]) -> None:
+    validate_video_options(options)
+    size = options.get("image_size")
+    if size is not None and size < 8:
+        raise ValueError(f"image_size: expected at least 8 pixels, got {size}")
+    if options["backend"] == "torchhub" and options["pooling"] == "mean":
+        raise ValueError('pooling: the torchhub backend returns pooled features; use "auto"')
+
+
+plugin_info = PluginInfo(
+    kind="model",
+    modalities=("image", "video"),
+    options={
+        "backend": Option(str, "transformers", "where the model comes from", choices=("transformers", "torchhub")),
+        "pooling": Option(
+            str,
+            "auto",
+            "auto: the model's pooled output if it has one, else the mean over spatial positions",
+            choices=("auto", "pooler", "mean"),
+        ),
+        "image_size": Option(int, None, "input side in pixels (default: the model's processor, 224 for ResNet-50)"),
+        "hub_model": Option(str, "resnet50", "torchhub: the entry point to load"),
+        "hub_weights": Option(str, "IMAGENET1K_V2", "torchhub: the weights to ask the entry point for"),
+        **VIDEO_OPTIONS,
+    },
+    description="ResNet-50 and other image backbones (default microsoft/resnet-50, 2048-d); video as mean of frames",
+    validate=_validate,
+)
+
+
+@hookimpl
+def load_model(spec):
+    from embedline_resnet import _backend
+
+    return _backend.load(spec)
+
+
+@hookimpl
+def preprocess(model, items: Sequence, mode: str):
+    from embedline_resnet import _backend
+
+    return _backend.preprocess(model, items, mode)
+
+
+@hookimpl
+def embed(model, inputs: Sequence, mode: str):
+    from embedline_resnet import _backend
+
+    return _backend.embed(model, inputs, mode)
