@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from embedline import evaluate as ev
 from embedline.errors import EmbedlineError
 from embedline.testing import write_plugin_distribution
@@ -171,7 +170,8 @@ def project(tmp_path):
 def cli(project, *args):
     env = {**os.environ, "PYTHONPATH": str(project / "site"), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "embedline", *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "embedline", *args], cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        check=False,
     )
 
 

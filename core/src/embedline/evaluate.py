@@ -59,7 +59,9 @@ def read_sts(path: str | Path) -> StsData:
         if not any(row):
             continue
         if len(row) < 7:
-            raise EmbedlineError(f"{path}:{lineno}: expected at least 7 tab-separated fields (STS benchmark), got {len(row)}")
+            raise EmbedlineError(
+                f"{path}:{lineno}: expected at least 7 tab-separated fields (STS benchmark), got {len(row)}"
+            )
         try:
             score = float(row[4])
         except ValueError:
@@ -341,8 +343,10 @@ def format_results(model: str, results: Sequence[Mapping[str, Any]]) -> str:
         lines += [
             "",
             f"{'retrieval':<40} {'queries':>7} {'corpus':>7} {f'recall@{k}':>10} {f'mrr@{k}':>8} {f'ndcg@{NDCG_AT}':>8}",
-            f"{r['data'][:40]:<40} {r['queries']:>7} {r['corpus']:>7} {100 * r[f'recall@{k}']:>10.2f} "
-            f"{100 * r[f'mrr@{k}']:>8.2f} {100 * r[f'ndcg@{NDCG_AT}']:>8.2f}",
+            (
+                f"{r['data'][:40]:<40} {r['queries']:>7} {r['corpus']:>7} {100 * r[f'recall@{k}']:>10.2f} "
+                f"{100 * r[f'mrr@{k}']:>8.2f} {100 * r[f'ndcg@{NDCG_AT}']:>8.2f}"
+            ),
         ]
     return "\n".join(lines)
 

@@ -264,3 +264,20 @@ def test_distilled_minilm_on_stsb(pm, load, stsb, tmp_path, monkeypatch):
         f"{2 * len(gold) / embed_seconds:.0f} sentences/s"
     )
     assert rho > 0.5
+
+
+def test_the_distillation_device_follows_the_core_rules():
+    from types import SimpleNamespace
+
+    def device(value):
+        return _distill._device(SimpleNamespace(device=value, key="models.t"))
+
+    assert device("auto") is None and device("") is None  # model2vec chooses
+    assert device("CPU") == "cpu"
+    with pytest.raises(ConfigError, match=r"models\.t\.device: unknown device 'tpu'"):
+        device("tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"models\.t\.device: device 'cuda:0' is not available"):
+            device("cuda:0")

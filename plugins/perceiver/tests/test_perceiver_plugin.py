@@ -171,3 +171,19 @@ def test_unreadable_videos_fail_alone(tmp_path, tiny_perceiver, pm, make_video, 
     text = Item(id="t:0", uri="t.txt", modality="text", text="hello")
     [out] = pm.call("preprocess", "perceiver", model=model, items=[text], mode="document")
     assert isinstance(out, Failed) and "not text" in out.reason
+
+
+def test_the_device_follows_the_core_rules_without_mps(monkeypatch):
+    import torch
+    from embedline_perceiver._backend import _device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert _device("auto", "model") == "cpu"  # never mps, even where torch has it
+    assert _device("cpu", "model") == "cpu"
+    with pytest.raises(ConfigError, match=r"model\.device: device 'mps' is not available"):
+        _device("mps", "model")
+    with pytest.raises(ConfigError, match=r"models\.v\.device: device 'cuda:1' is not available"):
+        _device("cuda:1", "models.v")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        _device("tpu", "model")

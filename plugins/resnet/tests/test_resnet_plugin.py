@@ -335,7 +335,7 @@ def test_routing_texts_to_minilm_and_images_to_resnet(tmp_path, tiny_resnet, goo
 
 
 def test_frames_are_batched_without_a_copy_when_they_can_be():
-    from embedline_resnet._frames import _stacked
+    from embedline.media.frames import _stacked
 
     batch = np.random.default_rng(0).random((5, 3, 4, 4), dtype=np.float32)
     rows = [f for x in (batch[0:1], batch[1:3], batch[3:5]) for f in x]  # as preprocess hands them out

@@ -167,3 +167,39 @@ def test_ctranslate2_backend_matches_transformers(pm, load, tiny_whisper, tmp_pa
     items = [audio_item(path, 0.0, 2.0), audio_item(path, 1.0, 1.4), audio_item(path, 2.0, 2.5)]
     np.testing.assert_allclose(ct2.embed_items(items).vectors, hf.embed_items(items).vectors, atol=1e-4)
     assert ct2.identity != hf.identity  # the backend is part of the fingerprint
+
+
+@pytest.mark.parametrize(
+    ("requested", "cuda", "expected"),
+    [
+        ("auto", 0, ("cpu", 0)),
+        ("auto", 2, ("cuda", 0)),
+        ("cpu", 2, ("cpu", 0)),
+        ("cuda", 1, ("cuda", 0)),
+        ("CUDA:1", 2, ("cuda", 1)),
+    ],
+)
+def test_the_ctranslate2_device_is_checked_against_ctranslate2(monkeypatch, requested, cuda, expected):
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    from embedline_whisper._engines import _ct2_device
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: cuda)
+    assert _ct2_device(requested, "model") == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [
+        ("cuda:1", r"'cuda:1' is not available to CTranslate2 here \(1 CUDA device"),
+        ("mps", r"'mps' is not available to CTranslate2 here"),
+        ("tpu", r"unknown device 'tpu'"),
+    ],
+)
+def test_a_device_ctranslate2_cannot_use(monkeypatch, requested, message):
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    from embedline_whisper._engines import _ct2_device
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=message) as info:
+        _ct2_device(requested, "models.audio")
+    assert info.value.key == "models.audio.device"

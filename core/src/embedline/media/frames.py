@@ -2,8 +2,9 @@
 
 A plugin hands over its own pixel preparation (``prepare``: PIL images to a float32
 ``(N, 3, H, W)`` array) and feature function (a pixel tensor to ``(N, dim)`` vectors); this module
-does the rest the same way for all of them: the video settings that go into ``Model.segment`` and
-the fingerprint (:func:`video_settings`), decoding items into per-item frame arrays with one failed
+does the rest the same way for all of them: the video options (:data:`VIDEO_OPTIONS`, checked by
+:func:`validate_video_options`), the video settings that go into ``Model.segment`` and the
+fingerprint (:func:`video_settings`), decoding items into per-item frame arrays with one failed
 file failing alone (:func:`preprocess_items`), and forwarding frames in chunks and averaging them
 per item (:func:`embed_frames`).  Decoding itself is :func:`embedline.media.image.item_frames`.
 
@@ -12,16 +13,43 @@ numpy and torch are imported inside the functions: importing this module costs n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from embedline.contracts import Failed, Item, Model
+from embedline.contracts import Failed, Item, Model, Option
 from embedline.media import MediaError
+from embedline.media.image import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["embed_frames", "preprocess_items", "video_settings"]
+__all__ = ["VIDEO_OPTIONS", "embed_frames", "preprocess_items", "validate_video_options", "video_settings"]
+
+#: The plugin options this module reads, for an image plugin's ``PluginInfo.options``.
+VIDEO_OPTIONS = {
+    "clip_seconds": Option((int, float), 10.0, "video: window length in seconds; one vector per window"),
+    "clip_overlap": Option((int, float), 0.0, "video: seconds two consecutive windows share"),
+    "frames_per_second": Option((int, float), 1.0, "video: frames sampled per second of a window"),
+    "max_frames": Option(int, 32, "video: at most this many frames per window"),
+    "max_pixels": Option(int, DEFAULT_MAX_PIXELS, "images with more pixels are refused (decompression bombs)"),
+}
+
+
+def validate_video_options(options: Mapping[str, Any]) -> None:
+    """The checks of :data:`VIDEO_OPTIONS` for a plugin's ``validate``; raises ``ValueError("key: message")``."""
+    if options["clip_seconds"] <= 0:
+        raise ValueError(f"clip_seconds: expected a positive number of seconds, got {options['clip_seconds']}")
+    if not 0 <= options["clip_overlap"] < options["clip_seconds"]:
+        raise ValueError(
+            f"clip_overlap: expected 0 <= clip_overlap < clip_seconds ({options['clip_seconds']}), "
+            f"got {options['clip_overlap']}"
+        )
+    if options["frames_per_second"] <= 0:
+        raise ValueError(f"frames_per_second: expected a positive number, got {options['frames_per_second']}")
+    if options["max_frames"] < 1:
+        raise ValueError(f"max_frames: expected at least 1, got {options['max_frames']}")
+    if options["max_pixels"] < 1:
+        raise ValueError(f"max_pixels: expected a positive number of pixels, got {options['max_pixels']}")
 
 
 def video_settings(
@@ -33,7 +61,7 @@ def video_settings(
     image-only pipeline (``modalities = ["image"]``) keeps the video settings out of its
     fingerprint, so tuning the video windows never invalidates a collection of images.  The
     options read (``clip_seconds``, ``clip_overlap``, ``frames_per_second``, ``max_frames``) must
-    be declared by the plugin.
+    be declared by the plugin (:data:`VIDEO_OPTIONS`).
     """
     modalities = spec.modalities if spec.modalities is not None else plugin_modalities
     if "video" not in modalities:
@@ -54,7 +82,7 @@ def preprocess_items(model: Model, items: Sequence[Item], prepare: Callable[[lis
     Decoding happens here, per item, so one bad file fails alone; the processor then runs once over
     all good frames of the batch.  Nothing shared is written: safe in worker threads.
     """
-    from embedline.media.image import DEFAULT_MAX_PIXELS, item_frames
+    from embedline.media.image import item_frames
 
     spec = model.spec
     fps = float(spec.option("frames_per_second", 1.0)) if spec else 1.0

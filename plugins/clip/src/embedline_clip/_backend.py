@@ -15,10 +15,12 @@ from typing import Any
 import attrs
 import numpy as np
 from embedline.contracts import Failed, Item, Model
+from embedline.devices import resolve_device
 from embedline.errors import ModelSourceError
+from embedline.media.frames import embed_frames, preprocess_items, video_settings
 from embedline.modelsource import ResolvedSource, resolve_model_source
 
-from embedline_clip._frames import embed_frames, preprocess_items, resolve_device, video_settings
+from embedline_clip import plugin_info
 
 DEFAULT_NAME = "openai/clip-vit-base-patch32"
 HINT = (
@@ -64,7 +66,7 @@ def load(spec) -> Model:
     if 0 < (tokenizer.model_max_length or 0) < context:
         context = int(tokenizer.model_max_length)
     counter = _private_tokenizer(tokenizer, context)
-    segment, video = video_settings(spec)
+    segment, video = video_settings(spec, plugin_info.modalities)
     model = Model(
         dim=int(net.config.projection_dim),
         modalities=("image", "text", "video") if segment else ("image", "text"),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
+from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.modelsource import ResolvedSource, resolve_model_source
 
@@ -19,7 +19,6 @@ MINILM_HINT = (
 )
 # Saved prompt names sentence-transformers itself looks up for each mode (encode_query/encode_document).
 _PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
-
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -110,35 +109,6 @@ def _prompt_for(st, mode: str, option: str | None) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
-
-
-def resolve_device(requested: str, key: str = "model") -> str:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist on this machine."""
-    import torch
-
-    wanted = (requested or "auto").strip().lower()
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps is not None and mps.is_available())
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
-    if wanted == "cpu":
-        return "cpu"
-    if re.fullmatch(r"cuda(:\d+)?", wanted):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(wanted.partition(":")[2] or 0)
-        if index >= count:
-            seen = f"{count} CUDA device(s)" if count else f"no CUDA device (torch {torch.__version__})"
-            raise ConfigError(
-                f'device {requested!r} is not available: torch sees {seen}; use "auto" or "cpu"', key=f"{key}.device"
-            )
-        return wanted
-    if wanted == "mps":
-        if not mps_ok:
-            raise ConfigError(
-                'device \'mps\' is not available on this machine; use "auto" or "cpu"', key=f"{key}.device"
-            )
-        return "mps"
-    raise ConfigError(f"unknown device {requested!r}; expected auto, cpu, cuda, cuda:N or mps", key=f"{key}.device")
 
 
 # -- preprocess / embed ----------------------------------------------------------------------

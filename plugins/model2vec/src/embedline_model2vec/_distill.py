@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from embedline.errors import ConfigError, ModelSourceError
+from embedline.devices import parse_device, resolve_device
+from embedline.errors import ModelSourceError
 from embedline.modelsource import ResolvedSource, resolve_model_source
 
 MARKER = "embedline-distill.json"  # written last: a folder without it is not a finished model
@@ -122,21 +122,7 @@ def write_atomically(final: Path, model, record: dict) -> None:
 
 
 def _device(spec) -> str | None:
-    """None lets model2vec choose (cuda, else cpu: it avoids mps on recent torch)."""
-    wanted = (spec.device or "auto").strip().lower()
-    if wanted == "auto":
+    """None lets model2vec choose (cuda, else cpu: it avoids mps on recent torch); else the core's rules."""
+    if parse_device(spec.device, spec.key)[0] == "auto":
         return None
-    if wanted == "cpu" or wanted == "mps" or re.fullmatch(r"cuda(:\d+)?", wanted):
-        if wanted.startswith("cuda"):
-            import torch
-
-            index = int(wanted.partition(":")[2] or 0)
-            if index >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
-                raise ConfigError(
-                    f'device {spec.device!r} is not available on this machine; use "auto" or "cpu"',
-                    key=f"{spec.key}.device",
-                )
-        return wanted
-    raise ConfigError(
-        f"unknown device {spec.device!r}; expected auto, cpu, cuda, cuda:N or mps", key=f"{spec.key}.device"
-    )
+    return resolve_device(spec.device, spec.key)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
+from embedline.devices import parse_device, resolve_device
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.modelsource import resolve_model_source
 
@@ -27,17 +27,11 @@ WINDOWS_PER_PASS = 4  # model windows per forward pass: one 224 px window is ~10
 
 
 def _device(requested: str, key: str) -> str:
-    import torch
-
-    wanted = (requested or "auto").strip().lower()
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted == "cpu":
-        return wanted
-    match = re.fullmatch(r"cuda(?::(\d+))?", wanted)
-    if match and torch.cuda.is_available() and int(match.group(1) or 0) < torch.cuda.device_count():
-        return wanted
-    raise ConfigError(f"device {requested!r} is not available on this machine; use \"auto\" or \"cpu\"", key=f"{key}.device")
+    """The core's device rules (:func:`embedline.devices.resolve_device`), less mps: ``auto`` never picks it."""
+    if parse_device(requested, key)[0] == "mps":
+        raise ConfigError("device 'mps' is not available on this machine; use \"auto\" or \"cpu\"", key=f"{key}.device")
+    device = resolve_device(requested, key)
+    return "cpu" if device == "mps" else device
 
 
 def load(spec) -> Model:

@@ -14,34 +14,9 @@ from typing import Any
 
 from embedline import hookimpl
 from embedline.contracts import Option, PluginInfo
+from embedline.media.frames import VIDEO_OPTIONS, validate_video_options
 
 __version__ = "0.1.0"
-
-# Shared with the clip plugin in spirit: how videos become frames (see embedline.media.image.item_frames).
-VIDEO_OPTIONS = {
-    "clip_seconds": Option((int, float), 10.0, "video: window length in seconds; one vector per window"),
-    "clip_overlap": Option((int, float), 0.0, "video: seconds two consecutive windows share"),
-    "frames_per_second": Option((int, float), 1.0, "video: frames sampled per second of a window"),
-    "max_frames": Option(int, 32, "video: at most this many frames per window"),
-    "max_pixels": Option(int, 89_478_485, "images with more pixels are refused (decompression bombs)"),
-}
-
-
-def validate_video_options(options: Mapping[str, Any]) -> None:
-    """Checks shared by the image plugins; raises ``ValueError("key: message")``."""
-    if options["clip_seconds"] <= 0:
-        raise ValueError(f"clip_seconds: expected a positive number of seconds, got {options['clip_seconds']}")
-    if not 0 <= options["clip_overlap"] < options["clip_seconds"]:
-        raise ValueError(
-            f"clip_overlap: expected 0 <= clip_overlap < clip_seconds ({options['clip_seconds']}), "
-            f"got {options['clip_overlap']}"
-        )
-    if options["frames_per_second"] <= 0:
-        raise ValueError(f"frames_per_second: expected a positive number, got {options['frames_per_second']}")
-    if options["max_frames"] < 1:
-        raise ValueError(f"max_frames: expected at least 1, got {options['max_frames']}")
-    if options["max_pixels"] < 1:
-        raise ValueError(f"max_pixels: expected a positive number of pixels, got {options['max_pixels']}")
 
 
 def _validate(options: Mapping[str, Any]) -> None:

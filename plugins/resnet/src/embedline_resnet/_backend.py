@@ -13,10 +13,12 @@ from typing import Any
 import attrs
 import numpy as np
 from embedline.contracts import Item, Model
+from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
+from embedline.media.frames import embed_frames, preprocess_items, video_settings
 from embedline.modelsource import ResolvedSource, resolve_model_source
 
-from embedline_resnet._frames import embed_frames, preprocess_items, resolve_device, video_settings
+from embedline_resnet import plugin_info
 
 DEFAULT_NAME = "microsoft/resnet-50"
 HINT = (
@@ -53,7 +55,7 @@ def load(spec) -> Model:
     else:
         backbone, source, revision, settings = _load_transformers(spec, device)
     dim = _probe_dim(backbone, source)
-    segment, video = video_settings(spec)
+    segment, video = video_settings(spec, plugin_info.modalities)
     return Model(
         dim=dim,
         modalities=("image", "video") if segment else ("image",),

@@ -8,12 +8,12 @@ threads: neither keeps per-call state.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
+from embedline.devices import parse_device, resolve_device
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.modelsource import ResolvedSource
 
@@ -72,24 +72,6 @@ def _extractor(path: Path | None, n_mels: int, positions: int | None) -> Any:
 # -- transformers ------------------------------------------------------------------------------
 
 
-def torch_device(requested: str, key: str) -> str:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist here."""
-    import torch
-
-    wanted = (requested or "auto").strip().lower()
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps is not None and mps.is_available())
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
-    if wanted == "cpu" or (wanted == "mps" and mps_ok):
-        return wanted
-    if re.fullmatch(r"cuda(:\d+)?", wanted):
-        index = int(wanted.partition(":")[2] or 0)
-        if torch.cuda.is_available() and index < torch.cuda.device_count():
-            return wanted
-    raise ConfigError(f"device {requested!r} is not available on this machine; use \"auto\" or \"cpu\"", key=f"{key}.device")
-
-
 def load_transformers(resolved: ResolvedSource, spec: Any) -> Engine:
     import torch
     from transformers import WhisperModel
@@ -98,7 +80,7 @@ def load_transformers(resolved: ResolvedSource, spec: Any) -> Engine:
         raise ModelSourceError(
             f"model {resolved.source!r} is a CTranslate2 model; set backend = \"ctranslate2\" to use it"
         )
-    device = torch_device(spec.device, spec.key)
+    device = resolve_device(spec.device, spec.key)
     try:
         # float32 whatever the checkpoint stores: half precision is slow or missing on CPU, and the
         # vectors must not depend on how a checkpoint happened to be saved.
@@ -136,17 +118,21 @@ def load_transformers(resolved: ResolvedSource, spec: Any) -> Engine:
 
 
 def _ct2_device(requested: str, key: str) -> tuple[str, int]:
+    """CTranslate2's device and index: the core's device names, checked against what CTranslate2 sees.
+
+    Not :func:`embedline.devices.resolve_device`: CTranslate2 has its own CUDA runtime (a CPU-only
+    torch does not mean CTranslate2 has no GPU, nor the reverse), and it does not run on mps.
+    """
     import ctranslate2
 
-    wanted = (requested or "auto").strip().lower()
+    kind, index = parse_device(requested, key)
     cuda = ctranslate2.get_cuda_device_count()
-    if wanted == "auto":
+    if kind == "auto":
         return ("cuda", 0) if cuda else ("cpu", 0)
-    if wanted == "cpu":
+    if kind == "cpu":
         return "cpu", 0
-    match = re.fullmatch(r"cuda(?::(\d+))?", wanted)
-    if match and int(match.group(1) or 0) < cuda:
-        return "cuda", int(match.group(1) or 0)
+    if kind == "cuda" and (index or 0) < cuda:
+        return "cuda", index or 0
     raise ConfigError(
         f"device {requested!r} is not available to CTranslate2 here ({cuda} CUDA device(s)); use \"auto\" or \"cpu\"",
         key=f"{key}.device",
