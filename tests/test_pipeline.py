@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embedline import hookimpl
-from embedline.contracts import Failed, Item, Model, Option, PluginInfo
+from embedline.contracts import Failed, Item, Model, PluginInfo
 from embedline.errors import EmbedlineError, ItemError, ModelMismatchError, PluginLoadError
 from embedline.pipeline import Pipeline
 from embedline.testing import FakeTextModel, fresh_plugin_manager, lite_store

@@ -195,3 +195,18 @@ def source_stamp(name: str | None, *, revision: str | None = None, base_dir: Pat
         return "hub:" + ref.read_text().strip()
     except OSError:
         return None
+
+
+def pin_downloaded(resolved: ResolvedSource, *, revision: str | None = None, base_dir: Path | str = ".") -> ResolvedSource:
+    """After a library fetched a hub model into the cache, the commit it fetched.
+
+    A hub id resolved while uncached has revision ``main`` (or what the user asked for); once the
+    loader has downloaded it, the cache knows the exact commit, which is what a fingerprint needs.
+    """
+    if resolved.hub_id is None:
+        return resolved
+    try:
+        cached = resolve_model_source(resolved.source, revision=revision, base_dir=base_dir)
+    except ModelSourceError:
+        return resolved
+    return ResolvedSource(source=resolved.source, revision=cached.revision, hub_id=resolved.hub_id)

@@ -18,7 +18,7 @@ from embedline.contracts import Failed, Item, Model
 from embedline.devices import resolve_device
 from embedline.errors import ModelSourceError
 from embedline.media.frames import embed_frames, preprocess_items, video_settings
-from embedline.modelsource import ResolvedSource, resolve_model_source
+from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source
 
 from embedline_clip import plugin_info
 
@@ -60,7 +60,7 @@ def load(spec) -> Model:
     net, image_processor, tokenizer = _load_parts(name, resolved, spec)
     net = net.to(device).eval()
     if resolved.hub_id is not None:  # fetched just now: pin the commit that is now cached
-        resolved = _pinned(resolved, spec)
+        resolved = pin_downloaded(resolved, revision=spec.revision, base_dir=spec.base_dir)
 
     context = int(net.config.text_config.max_position_embeddings)
     if 0 < (tokenizer.model_max_length or 0) < context:
@@ -150,14 +150,6 @@ def _compact(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-
-
-def _pinned(resolved: ResolvedSource, spec) -> ResolvedSource:
-    try:
-        cached = resolve_model_source(resolved.source, revision=spec.revision, base_dir=spec.base_dir)
-    except ModelSourceError:
-        return resolved
-    return ResolvedSource(source=resolved.source, revision=cached.revision, hub_id=resolved.hub_id)
 
 
 # -- preprocess / embed ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
 from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.modelsource import ResolvedSource, resolve_model_source
+from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source
 
 DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_HINT = (
@@ -32,7 +32,7 @@ def load(spec) -> Model:
 
     st = _load_sentence_transformer(resolved, spec, device)
     if resolved.hub_id is not None:  # now in the local cache: pin the commit that was fetched
-        resolved = _pinned(resolved, spec)
+        resolved = pin_downloaded(resolved, revision=spec.revision, base_dir=spec.base_dir)
 
     dim = st.get_embedding_dimension()
     if not dim:
@@ -86,14 +86,6 @@ def _load_sentence_transformer(resolved: ResolvedSource, spec, device: str):
             f"model {resolved.source!r}: cannot load a sentence-transformers model from {resolved.location}: "
             f"{type(exc).__name__}: {_first_line(exc)}"
         ) from exc
-
-
-def _pinned(resolved: ResolvedSource, spec) -> ResolvedSource:
-    try:
-        cached = resolve_model_source(resolved.source, revision=spec.revision, base_dir=spec.base_dir)
-    except ModelSourceError:
-        return resolved
-    return ResolvedSource(source=resolved.source, revision=cached.revision, hub_id=resolved.hub_id)
 
 
 def _prompt_for(st, mode: str, option: str | None) -> str:

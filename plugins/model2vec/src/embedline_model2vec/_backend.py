@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.modelsource import ResolvedSource, resolve_model_source, weights_hash
+from embedline.modelsource import pin_downloaded, resolve_model_source, weights_hash
 
 DEFAULT_NAME = "minishlab/potion-base-8M"
 OFFLINE_HINT = (
@@ -47,7 +47,7 @@ def load(spec) -> Model:
         resolved = resolve_model_source(name, revision=spec.revision, base_dir=spec.base_dir, hint=OFFLINE_HINT)
         impl = _load_static(resolved.location, name)
         if resolved.hub_id is not None:  # now in the local cache: pin the commit that was fetched
-            resolved = _pinned(resolved, spec)
+            resolved = pin_downloaded(resolved, revision=spec.revision, base_dir=spec.base_dir)
         source, revision = resolved.source, resolved.revision
 
     max_length = spec.option("max_length")
@@ -81,14 +81,6 @@ def _load_static(location: str, name: str):
         raise ModelSourceError(
             f"model {name!r}: cannot load a Model2Vec model from {location}: {type(exc).__name__}: {detail}"
         ) from exc
-
-
-def _pinned(resolved: ResolvedSource, spec) -> ResolvedSource:
-    try:
-        cached = resolve_model_source(resolved.source, revision=spec.revision, base_dir=spec.base_dir)
-    except ModelSourceError:
-        return resolved
-    return ResolvedSource(source=resolved.source, revision=cached.revision, hub_id=resolved.hub_id)
 
 
 # -- preprocess / embed ----------------------------------------------------------------------

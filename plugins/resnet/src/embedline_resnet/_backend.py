@@ -16,7 +16,7 @@ from embedline.contracts import Item, Model
 from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.media.frames import embed_frames, preprocess_items, video_settings
-from embedline.modelsource import ResolvedSource, resolve_model_source
+from embedline.modelsource import pin_downloaded, resolve_model_source
 
 from embedline_resnet import plugin_info
 
@@ -90,7 +90,7 @@ def _load_transformers(spec, device: str) -> tuple[Backbone, str, str, dict[str,
             f"{type(exc).__name__}: {_first_line(exc)}"
         ) from exc
     if resolved.hub_id is not None:  # fetched just now: pin the commit that is now cached
-        resolved = _pinned(resolved, spec)
+        resolved = pin_downloaded(resolved, revision=spec.revision, base_dir=spec.base_dir)
 
     def prepare(images: list[Any]) -> np.ndarray:
         pixels = processor(images=images, return_tensors="np")["pixel_values"]
@@ -220,14 +220,6 @@ def _blank() -> Any:
     from PIL import Image
 
     return Image.new("RGB", (64, 64), (127, 127, 127))
-
-
-def _pinned(resolved: ResolvedSource, spec) -> ResolvedSource:
-    try:
-        cached = resolve_model_source(resolved.source, revision=spec.revision, base_dir=spec.base_dir)
-    except ModelSourceError:
-        return resolved
-    return ResolvedSource(source=resolved.source, revision=cached.revision, hub_id=resolved.hub_id)
 
 
 def _first_line(exc: BaseException) -> str:
