@@ -96,6 +96,7 @@ class _Target:
     identity: str
     segment: tuple[float, float] | None
     batch_size: int
+    fresh: bool = False  # created by this run: nothing stored before it, nothing to look up or clean
     produced: set[str] = attrs.field(factory=set)  # ids of every item read this run
     seen: set[str] = attrs.field(factory=set)  # uris read this run
 
@@ -217,6 +218,7 @@ class Pipeline:
         spec = self.config.models[index]
         stored = self.store.get_fingerprint(name)
         key = self._spec_key(index) if lazy else None
+        fresh = False
         if stored is not None and key is not None and stored.get("spec_key") == key and index not in self._models:
             identity, segment = model_identity(stored), stored.get("segment")
         else:
@@ -228,11 +230,12 @@ class Pipeline:
                     )
                 key = key or self._spec_key(index)
                 self.store.create_collection(name, {**model.fingerprint, "identity": model.identity, "spec_key": key})
+                fresh = True
             else:
                 self._check(model, name, stored)
             identity, segment = model.identity, model.model.segment
             self._checked[name] = identity
-        return _Target(index, name, identity, tuple(segment) if segment else None, spec.batch_size)
+        return _Target(index, name, identity, tuple(segment) if segment else None, spec.batch_size, fresh)
 
     def _loaded(self, target: _Target) -> EmbeddingModel:
         """The target's model, loading it now if the run started without it (and checking it)."""
@@ -341,8 +344,11 @@ class Pipeline:
 
     def _prepare_batch(self, target: _Target, items: list[Item]) -> _Work:
         """Skip what is stored, then ``preprocess`` (a worker stage: runs on a pool thread)."""
-        stored = self.store.existing_ids(target.collection, [it.id for it in items], target.identity)
-        todo = [it for it in items if it.id not in stored]
+        if target.fresh:  # ids are unique within a run, so a new collection holds none of them
+            todo = items
+        else:
+            stored = self.store.existing_ids(target.collection, [it.id for it in items], target.identity)
+            todo = [it for it in items if it.id not in stored]
         skipped = len(items) - len(todo)
         if not todo:
             return _Work(target, None, skipped)
@@ -385,6 +391,8 @@ class Pipeline:
     def _remove_stale(self, target: _Target, failed_uris: set[str], prune: bool) -> int:
         """Delete rows left by older versions of the files read, and with ``prune`` rows whose
         source is gone.  Only after a complete run: an interrupted run cannot tell."""
+        if target.fresh:
+            return 0
         stale = [
             row_id
             for row_id, uri in self.store.scan(target.collection)

@@ -119,9 +119,12 @@ class MilvusStore(VectorStore):
         with self._failing(collection, f"looking up ids in collection {collection!r}", missing_ok=True):
             self._ensure_loaded(collection)
             for chunk in _chunks(list(ids), _IDS_PER_CALL):
-                expr = f"id in [{', '.join(map(_literal, chunk))}] and model == {_literal(model)}"
-                rows = self.client.query(collection, filter=expr, output_fields=["id"], consistency_level="Strong")
-                found.update(row["id"] for row in rows)
+                # Filter on the primary key only and compare the model here: adding
+                # `and model == ...` makes Milvus Lite scan the collection (1.9 s per call at 50k rows,
+                # against 3-7 ms for the key lookup).
+                expr = f"id in [{', '.join(map(_literal, chunk))}]"
+                rows = self.client.query(collection, filter=expr, output_fields=["model"], consistency_level="Strong")
+                found.update(row["id"] for row in rows if row.get("model") == model)
         return found
 
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
