@@ -148,14 +148,15 @@ def _toml_value(value) -> str:
 
 
 def write_pipeline(path: Path, model: str, source: Path | None, db: Path, batch_size: int | None = None,
-                   collection: str = "bench") -> Path:
+                   collection: str = "bench", index: str | None = None) -> Path:
     """A pipeline file: JSONL rows (one item per row, no chunking) -> ``model`` -> Milvus Lite ``db``."""
     section = dict(MODELS[model], **({"batch_size": batch_size} if batch_size else {}))
     lines = []
     if source is not None:
         lines += ["[source]", f"path = {json.dumps(str(source))}", 'chunk = { by = "none" }', ""]
     lines += ["[model]", *(f"{k} = {_toml_value(v)}" for k, v in section.items()), ""]
-    lines += ["[store]", 'plugin = "milvus"', f"uri = {json.dumps(str(db))}", f'collection = "{collection}"', ""]
+    lines += ["[store]", 'plugin = "milvus"', f"uri = {json.dumps(str(db))}", f'collection = "{collection}"']
+    lines += [f'index = "{index}"', ""] if index else [""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path

@@ -46,7 +46,7 @@ def encode(model: str, impl, texts: list[str], batch_size: int):
     return vectors
 
 
-def create_collection(client, name: str, dim: int) -> None:
+def create_collection(client, name: str, dim: int, index_type: str = "AUTOINDEX") -> None:
     from pymilvus import DataType, MilvusClient
 
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -59,11 +59,11 @@ def create_collection(client, name: str, dim: int) -> None:
     schema.add_field("metadata", DataType.JSON)
     schema.add_field("model", DataType.VARCHAR, max_length=64)
     index = client.prepare_index_params()
-    index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
+    index.add_index(field_name="vector", index_type=index_type, metric_type="COSINE")
     client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
 
 
-def ingest(model: str, path: str, rows: Path, db: Path, batch_size: int) -> int:
+def ingest(model: str, path: str, rows: Path, db: Path, batch_size: int, index: str = "AUTOINDEX") -> int:
     """Load the model from ``path``, read, encode all, upsert in batches; returns rows written."""
     from pymilvus import MilvusClient
 
@@ -72,7 +72,7 @@ def ingest(model: str, path: str, rows: Path, db: Path, batch_size: int) -> int:
         texts = [json.loads(line)["text"] for line in fh if line.strip()]
     vectors = encode(model, impl, texts, batch_size)
     client = MilvusClient(str(db))
-    create_collection(client, "bench", vectors.shape[1])
+    create_collection(client, "bench", vectors.shape[1], index)
     for start in range(0, len(texts), WRITE_BATCH):
         client.upsert("bench", [
             {

@@ -32,8 +32,8 @@ def run_embedline(config: Path, n: int) -> None:
         raise SystemExit(f"embedline embedded {summary.embedded} of {n} rows: {summary.format()}")
 
 
-def run_raw(model: str, path: str, rows: Path, db: Path, batch_size: int, n: int) -> None:
-    written = _raw.ingest(model, path, rows, db, batch_size)
+def run_raw(model: str, path: str, rows: Path, db: Path, batch_size: int, n: int, index: str) -> None:
+    written = _raw.ingest(model, path, rows, db, batch_size, index)
     if written != n:
         raise SystemExit(f"raw loop wrote {written} of {n} rows")
 
@@ -44,11 +44,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="sentences (default: 20000 minilm, 100000 model2vec)")
     parser.add_argument("--reps", type=int, default=3, help="timed runs of each side (default 3)")
     parser.add_argument("--batch-size", type=int, default=None, help="encode batch size, both sides (default: 64 / 1024)")
+    parser.add_argument("--index", default="AUTOINDEX", help="vector index, both sides (default: AUTOINDEX, the "
+                        "store's default; HNSW on Milvus Lite, built when the database closes)")
     parser.add_argument("--workdir", type=Path, default=None, help="where data and databases go (default: a temp folder)")
     args = parser.parse_args()
     n = args.n or DEFAULT_N[args.model]
     batch = args.batch_size or _common.MODELS[args.model]["batch_size"]
-    info = _common.header(f"text ingest, {args.model}, {n} sentences, batch {batch}, {args.reps} reps")
+    info = _common.header(f"text ingest, {args.model}, {n} sentences, batch {batch}, {args.index}, {args.reps} reps")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="embedline-bench-"))
     rows = _common.write_jsonl(work / f"rows-{n}.jsonl", _common.texts(n))
@@ -58,11 +60,11 @@ def main() -> None:
 
     def embedline_once(data: Path, count: int) -> None:
         db = work / f"embedline-{next(runs)}.db"
-        run_embedline(_common.write_pipeline(work / "embedline.toml", args.model, data, db, batch), count)
+        run_embedline(_common.write_pipeline(work / "embedline.toml", args.model, data, db, batch, index=args.index), count)
 
     def raw_once(data: Path, count: int) -> None:
         db = work / f"raw-{next(runs)}.db"
-        run_raw(args.model, weights, data, db, batch, count)
+        run_raw(args.model, weights, data, db, batch, count, args.index)
 
     weights = _raw.model_path(args.model)
     embedline_once(warm_rows, 200)  # imports, model files in the page cache, the distilled model cached
@@ -83,7 +85,8 @@ def main() -> None:
     print(f"median    raw       {med['raw']:8.2f} s  {n / med['raw']:9.0f} sentences/s")
     print(f"ratio raw/embedline: {ratio:.2f}x (goal >= {goal}x: {'met' if ratio >= goal else 'missed'})")
     _common.save(
-        f"text-{args.model}", info, model=args.model, n=n, batch_size=batch, reps=args.reps, times=times,
+        f"text-{args.model}" + ("" if args.index == "AUTOINDEX" else f"-{args.index}"), info, model=args.model, n=n,
+        batch_size=batch, index=args.index, reps=args.reps, times=times,
         median=med, throughput={k: n / v for k, v in med.items()}, ratio=ratio, goal=goal,
     )
     if args.workdir is None:

@@ -65,7 +65,7 @@ def main() -> None:
     ax.set_ylim(min(lows) - 4, max(lows) + 3)
     ax.set_title("Throughput vs quality")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(args.out)
     print(f"wrote {args.out}")

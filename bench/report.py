@@ -53,20 +53,20 @@ def text_section(results: dict[str, dict]) -> list[str]:
     out = [
         "### Ingest into Milvus Lite: embedline vs the libraries by hand",
         "",
-        "| model | sentences | batch | embedline | raw loop | ratio raw/embedline | goal |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| model | sentences | batch | index | embedline | raw loop | ratio raw/embedline | goal |",
+        "|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in rows:
         med, tput = r["median"], r["throughput"]
         ratio, goal = r["ratio"], r["goal"]
         by = f"{100 * (ratio / goal - 1):+.0f}% vs {goal}x"
         out.append(
-            f"| {r['model']} | {r['n']} | {r['batch_size']} | {med['embedline']:.1f} s ({tput['embedline']:.0f}/s) "
+            f"| {r['model']} | {r['n']} | {r['batch_size']} | {r.get('index', 'AUTOINDEX')} | {med['embedline']:.1f} s ({tput['embedline']:.0f}/s) "
             f"| {med['raw']:.1f} s ({tput['raw']:.0f}/s) | **{ratio:.2f}x** | >= {goal}x: {verdict(ratio >= goal, by)} |"
         )
     out += ["", "Every repetition (seconds), and the command:", ""]
     for r in rows:
-        out.append(f"- {r['model']}: embedline {secs(r['times']['embedline'])}; raw {secs(r['times']['raw'])} "
+        out.append(f"- {r['model']} ({r.get('index', 'AUTOINDEX')}): embedline {secs(r['times']['embedline'])}; raw {secs(r['times']['raw'])} "
                    f"({r['machine']['date']}) `{r['command']}`")
     return out
 
