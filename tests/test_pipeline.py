@@ -234,3 +234,57 @@ def test_summary_as_json(tmp_path, corpus, pm):
         data = json.loads(json.dumps(p.run().to_dict()))
     assert data["failed"] == [{"uri": "docs/empty.md", "stage": "read", "reason": "empty file"}]
     assert data["embedded"] == 5
+
+
+class Sized:
+    """A prepared input whose len() is its cost, as a tokenising plugin returns them."""
+
+    def __init__(self, text: str, size: int):
+        self.text, self.size = text, size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class SizeRecorder(FakeTextModel):
+    """Hands ``embed`` inputs sized by word count and records the sizes of every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[list[int]] = []
+
+    @hookimpl
+    def preprocess(self, model, items, mode):
+        return [Sized(it.text, len(it.text.split())) for it in items]
+
+    @hookimpl
+    def embed(self, model, inputs, mode):
+        self.batches.append([len(x) for x in inputs])
+        return FakeTextModel.embed(self, model, [x.text for x in inputs], mode)
+
+
+def test_batches_hold_inputs_of_similar_size(tmp_path):
+    sizes = [7, 1, 5, 2, 8, 3, 6, 4, 9]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": " ".join(["w"] * n) + f" n{n}"}) + "\n" for n in sizes))
+    recorder = SizeRecorder()
+    config = {
+        "source": {"path": str(rows), "chunk": {"by": "none"}},
+        "model": {"plugin": "fake", "batch_size": 2},
+        "store": lite_store(tmp_path),
+    }
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(recorder)) as p:
+        assert p.run().embedded == 9
+        # One window (up to LENGTH_GROUP_ITEMS), ordered by the inputs' len(), cut into batches of 2.
+        assert recorder.batches == [[2, 3], [4, 5], [6, 7], [8, 9], [10]]
+        hit = p.search("w w w w n4", k=1)[0]
+        assert hit.text == "w w w w n4"  # each row got its own vector
+
+
+def test_embed_keeps_the_input_order_across_size_ordered_batches(tmp_path, corpus, pm):
+    texts = ["one two three four", "one", "one two", "four three two one five six", "six", "two one"]
+    with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
+        model = p.model()
+        together = model.embed(texts)
+        one_by_one = np.concatenate([model.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-6)

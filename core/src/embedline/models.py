@@ -19,6 +19,12 @@ from embedline.contracts import Failed, Item, Model, describe_fingerprint, finge
 from embedline.errors import EmbedlineError, ItemError, PluginLoadError
 from embedline.plugins import PluginManager, get_plugin_manager
 
+#: Text items gathered before they are ordered by size and cut into batches of ``batch_size``
+#: (rounded down to whole batches): inputs of similar size in a batch mean less padding for
+#: transformer models.  Other modalities are decoded in ``preprocess`` and are gathered one batch
+#: at a time, which bounds memory.
+LENGTH_GROUP_ITEMS = 2048
+
 #: The fingerprint keys that decide whether two models make interchangeable vectors.  The plugin
 #: version and the path the weights were read from are recorded but do not count.
 IDENTITY_KEYS = ("plugin", "revision", "dim", "normalized", "settings", "segment")
@@ -157,16 +163,43 @@ class EmbeddingModel:
             items, vectors = [it for it, ok in zip(items, finite) if ok], vectors[finite]
         return Embedded(items, vectors, failures)
 
+    def window(self, modality: str) -> int:
+        return window_size(self.batch_size, modality)
+
+    def batches(self, prepared: Prepared) -> list[Prepared]:
+        """Cut prepared inputs into batches of ``batch_size``, inputs of similar size together.
+
+        The size of an input is its ``len()`` where it has one (a plugin can return objects whose
+        length is their token count); other inputs keep their order.  Failures are not carried.
+        """
+        order = sorted(range(len(prepared.inputs)), key=lambda i: _size(prepared.inputs[i]))
+        return [
+            Prepared([prepared.items[i] for i in chunk], [prepared.inputs[i] for i in chunk], [])
+            for chunk in (order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size))
+        ]
+
     def embed_items(self, items: Sequence[Item], mode: str = "document") -> Embedded:
-        """Both steps over any number of items, in batches of ``batch_size``."""
+        """Both steps over any number of items, in batches of ``batch_size``; results keep the
+        items' order."""
         import numpy as np
 
         kept, blocks, failures = [], [], []
-        for start in range(0, len(items), self.batch_size):
-            result = self.embed_prepared(self.prepare(items[start : start + self.batch_size], mode), mode)
-            kept += result.items
-            blocks.append(result.vectors)
-            failures += result.failures
+        start = 0
+        while start < len(items):
+            modality, end = items[start].modality, start
+            limit = start + self.window(modality)
+            while end < min(limit, len(items)) and items[end].modality == modality:
+                end += 1
+            prepared = self.prepare(items[start:end], mode)
+            failures += prepared.failures
+            position = {id(item): i for i, item in enumerate(prepared.items)}
+            done = [self.embed_prepared(batch, mode) for batch in self.batches(prepared)]
+            got = [(position[id(item)], item, row) for r in done for item, row in zip(r.items, r.vectors)]
+            got.sort(key=lambda t: t[0])
+            kept += [item for _, item, _ in got]
+            blocks.append(np.stack([row for _, _, row in got]) if got else np.zeros((0, self.dim), np.float32))
+            failures += [f for r in done for f in r.failures]
+            start = end
         matrix = np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
         return Embedded(kept, matrix, failures)
 
@@ -205,6 +238,20 @@ class EmbeddingModel:
 
     def __call__(self, texts: Sequence[str]) -> list[Any]:
         return self.encode_documents(texts)
+
+
+def window_size(batch_size: int, modality: str) -> int:
+    """How many items of ``modality`` are prepared together, then ordered by size into batches."""
+    if modality != "text":
+        return batch_size
+    return max(batch_size, LENGTH_GROUP_ITEMS // batch_size * batch_size)
+
+
+def _size(value: Any) -> int:
+    try:
+        return len(value)
+    except TypeError:  # no len(), or a 0-d array
+        return 0
 
 
 def _reason(exc: BaseException) -> str:

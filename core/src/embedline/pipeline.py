@@ -3,9 +3,9 @@
 A run is a pipeline of stages joined by bounded queues, so memory stays flat and the model is
 never waiting on decoding or on the database:
 
-    reader (this thread)     source -> items -> routed, segmented, grouped by length into batches
-    workers (N threads)      skip ids already stored -> ``preprocess``
-    embedder (this thread)   ``embed``
+    reader (this thread)     source -> items -> routed, segmented, gathered into windows
+    workers (N threads)      skip ids already stored -> ``preprocess`` a window
+    embedder (this thread)   order the window's inputs by size, cut into batches -> ``embed``
     writer (one thread)      ``upsert``: every write of a run goes through it
 
 Each stage works on a batch and keeps no state between batches beyond the objects it is given, so
@@ -32,15 +32,12 @@ import attrs
 from embedline.config import PipelineConfig, bind_plugins, load_config, parse_config, reveal
 from embedline.contracts import Hit, Item, Record, VectorStore, describe_fingerprint
 from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelMismatchError
-from embedline.models import EmbeddingModel, Prepared, as_item, load_model, model_identity
+from embedline.models import EmbeddingModel, Prepared, as_item, load_model, model_identity, window_size
 from embedline.plugins import PluginManager, get_plugin_manager
 from embedline.sources import Source, content_id
 
 log = logging.getLogger("embedline")
 
-#: Items gathered per model before they are sorted by length and cut into batches: similar
-#: lengths in a batch mean less padding for transformer models.
-LENGTH_GROUP_BATCHES = 8
 #: Embedded batches waiting for the writer; a full queue makes the embedder wait (back-pressure).
 WRITE_QUEUE = 4
 
@@ -99,6 +96,9 @@ class _Target:
     fresh: bool = False  # created by this run: nothing stored before it, nothing to look up or clean
     produced: set[str] = attrs.field(factory=set)  # ids of every item read this run
     seen: set[str] = attrs.field(factory=set)  # uris read this run
+
+    def window(self, modality: str) -> int:
+        return window_size(self.batch_size, modality)
 
 
 @attrs.define
@@ -306,7 +306,7 @@ class Pipeline:
     ) -> Iterator[tuple[_Target, list[Item]]]:
         """Read the source and yield batches per model, grouped by length (the reader stage)."""
         routes = self._routes()
-        pending: dict[int, list[Item]] = {t.index: [] for t in targets}
+        pending: dict[tuple[int, str], list[Item]] = {}
         for unit in source:
             summary.units += 1
             bar.update(1)
@@ -330,17 +330,19 @@ class Pipeline:
                     continue
                 summary.items += len(pieces)
                 target.seen.add(item.uri)
+                window = pending.setdefault((index, item.modality), [])
                 for piece in pieces:
                     if piece.id in target.produced:  # identical content read before: one row
                         summary.skipped += 1
                         continue
                     target.produced.add(piece.id)
-                    pending[index].append(piece)
-                if len(pending[index]) >= target.batch_size * LENGTH_GROUP_BATCHES:
-                    yield from _by_length(target, pending[index])
-                    pending[index] = []
-        for target in targets:
-            yield from _by_length(target, pending[target.index])
+                    window.append(piece)
+                if len(window) >= target.window(item.modality):
+                    yield target, window
+                    pending[index, item.modality] = []
+        for (index, _), window in pending.items():
+            if window:
+                yield targets[index], window
 
     def _prepare_batch(self, target: _Target, items: list[Item]) -> _Work:
         """Skip what is stored, then ``preprocess`` (a worker stage: runs on a pool thread)."""
@@ -355,31 +357,35 @@ class Pipeline:
         return _Work(target, self._loaded(target).prepare(todo, mode="document"), skipped)
 
     def _finish(self, work: _Work, writer: _Writer, summary: RunSummary, report: _FailureReport) -> None:
-        """``embed`` a prepared batch and hand it to the writer (the embedder stage)."""
+        """``embed`` a prepared window, batch by batch, and hand the rows to the writer (the
+        embedder stage)."""
         summary.skipped += work.skipped
         if work.prepared is None:
             return
-        model = self.model_at(work.target.index)
-        result = model.embed_prepared(work.prepared, mode="document")
-        for error in result.failures:
+        for error in work.prepared.failures:
             self._fail(error, summary, report)
-        if not result.items:
-            return
-        records = [
-            Record(
-                id=item.id,
-                vector=vector,
-                uri=item.uri,
-                modality=item.modality,
-                chunk=item.chunk,
-                text=item.text or "",
-                metadata=dict(item.metadata),
-                model=model.identity,
-            )
-            for item, vector in zip(result.items, result.vectors)
-        ]
-        writer.put(work.target.collection, records)
-        summary.embedded += len(records)
+        model = self.model_at(work.target.index)
+        for batch in model.batches(work.prepared):
+            result = model.embed_prepared(batch, mode="document")
+            for error in result.failures:
+                self._fail(error, summary, report)
+            if not result.items:
+                continue
+            records = [
+                Record(
+                    id=item.id,
+                    vector=vector,
+                    uri=item.uri,
+                    modality=item.modality,
+                    chunk=item.chunk,
+                    text=item.text or "",
+                    metadata=dict(item.metadata),
+                    model=model.identity,
+                )
+                for item, vector in zip(result.items, result.vectors)
+            ]
+            writer.put(work.target.collection, records)
+            summary.embedded += len(records)
 
     def _fail(self, error: ItemError, summary: RunSummary, report: _FailureReport) -> None:
         summary.failed.append(error)
@@ -423,12 +429,6 @@ class Pipeline:
         vectors = self.model_at(target.index).embed(items, mode="query")
         hits = self.store.search(target.collection, vectors, k, filter)
         return hits if many else hits[0]
-
-
-def _by_length(target: _Target, items: list[Item]) -> Iterator[tuple[_Target, list[Item]]]:
-    items = sorted(items, key=lambda it: len(it.text) if it.text is not None else 0)
-    for start in range(0, len(items), target.batch_size):
-        yield target, items[start : start + target.batch_size]
 
 
 def segments(item: Item, seconds: float, overlap: float) -> list[Item]:

@@ -18,6 +18,10 @@ def items(*texts, modality="text"):
     return [Item(id=str(i), uri=f"mem://{i}", modality=modality, text=t) for i, t in enumerate(texts)]
 
 
+def prepared_texts(pm, model, texts, mode):
+    return [x.text for x in pm.call("preprocess", "minilm", model=model, items=items(*texts), mode=mode)]
+
+
 def run(pm, model, texts, mode="document"):
     inputs = pm.call("preprocess", "minilm", model=model, items=items(*texts), mode=mode)
     assert not any(isinstance(x, Failed) for x in inputs)
@@ -162,8 +166,8 @@ def test_normalisation_on_and_off(pm, load, tiny_dir):
 def test_prompts_are_prepended_by_mode(pm, load, tiny_dir):
     # Prompt words must be in the tiny vocabulary, or both prompts become [UNK].
     model = load(str(tiny_dir), options={"query_prompt": "find the ", "document_prompt": "read the "})
-    assert pm.call("preprocess", "minilm", model=model, items=items("red car"), mode="query") == ["find the red car"]
-    assert pm.call("preprocess", "minilm", model=model, items=items("red car"), mode="document") == ["read the red car"]
+    assert prepared_texts(pm, model, ["red car"], "query") == ["find the red car"]
+    assert prepared_texts(pm, model, ["red car"], "document") == ["read the red car"]
     query, document = run(pm, model, ["red car"], "query"), run(pm, model, ["red car"], "document")
     assert not np.allclose(query, document, atol=1e-4)
 
@@ -177,9 +181,9 @@ def test_saved_prompts_are_the_default_and_options_override_them(pm, load, tmp_p
     folder = build_tiny_sentence_transformer(tmp_path / "prompted", prompts={"query": "find the "})
     model = load(str(folder))
     assert model.settings["query_prompt"] == "find the " and model.settings["document_prompt"] == ""
-    assert pm.call("preprocess", "minilm", model=model, items=items("red car"), mode="query") == ["find the red car"]
+    assert prepared_texts(pm, model, ["red car"], "query") == ["find the red car"]
     off = load(str(folder), options={"query_prompt": ""})
-    assert pm.call("preprocess", "minilm", model=off, items=items("red car"), mode="query") == ["red car"]
+    assert prepared_texts(pm, off, ["red car"], "query") == ["red car"]
 
 
 def test_pooling_that_excludes_the_prompt_gets_it_separately(pm, load, tmp_path):
@@ -204,6 +208,9 @@ def test_inputs_longer_than_max_seq_length_are_counted(pm, load, tiny_dir):
     long = "the man and the woman walk with the dog in the park"  # 12 words + [CLS] + [SEP]
     pm.call("preprocess", "minilm", model=model, items=items(long, "a red car", long), mode="document")
     assert model.counters == {"truncated": 2}
+    # Their size for batching is the token count the model sees.
+    prepared = pm.call("preprocess", "minilm", model=model, items=items(long, "a red car"), mode="document")
+    assert [len(x) for x in prepared] == [8, 5]  # [CLS] a red car [SEP]
     # Cut inputs embed like their first 8 tokens (6 words between [CLS] and [SEP]).
     np.testing.assert_allclose(run(pm, model, [long]), run(pm, model, ["the man and the woman walk"]), atol=1e-6)
 
@@ -212,7 +219,7 @@ def test_items_without_text_fail_alone(pm, load, tiny_dir):
     model = load(str(tiny_dir))
     batch = items("a red car", "", None, "   \n") + items("x", modality="image")
     out = pm.call("preprocess", "minilm", model=model, items=batch, mode="document")
-    assert out[0] == "a red car"
+    assert out[0].text == "a red car"
     assert [type(x) for x in out[1:]] == [Failed] * 4
     assert "empty" in out[1].reason and "image" in out[4].reason
 

@@ -106,6 +106,31 @@ def _first_line(exc: BaseException) -> str:
 # -- preprocess / embed ----------------------------------------------------------------------
 
 
+class Prompted:
+    """A text with its prompt, as ``preprocess`` hands it to ``embed``.
+
+    ``len()`` is its token count (at most ``max_seq_length``): the core batches inputs of similar
+    ``len()`` together, which for a transformer means less padding than ordering by characters.
+    """
+
+    __slots__ = ("text", "tokens")
+
+    def __init__(self, text: str, tokens: int):
+        self.text = text
+        self.tokens = tokens
+
+    def __len__(self) -> int:
+        return self.tokens
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Prompted) and (self.text, self.tokens) == (other.text, other.tokens)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Prompted({self.text!r}, tokens={self.tokens})"
+
+
 def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -118,12 +143,16 @@ def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
             out.append(Failed("no text to embed (empty)"))
         else:
             out.append(prompt + item.text)
-    texts = [x for x in out if isinstance(x, str)]
-    limit = model.settings["max_seq_length"]
-    if texts and limit:
-        truncated = sum(n > limit for n in _token_counts(model, texts))
-        if truncated:
-            model.count("truncated", truncated)
+    slots = [i for i, x in enumerate(out) if isinstance(x, str)]
+    if not slots:
+        return out
+    limit = model.settings["max_seq_length"] or None
+    counts = _token_counts(model, [out[i] for i in slots])
+    for i, n in zip(slots, counts):
+        out[i] = Prompted(out[i], min(n, limit) if limit else n)
+    truncated = sum(n > limit for n in counts) if limit else 0
+    if truncated:
+        model.count("truncated", truncated)
     return out
 
 
@@ -158,14 +187,14 @@ def _counter_for(model: Model):
     return model.state["token_counter"]
 
 
-def embed(model: Model, inputs: Sequence[str], mode: str) -> np.ndarray:
+def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarray:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not inputs:
         return np.zeros((0, model.dim), dtype=np.float32)
     st = model.impl
     batch_size = model.spec.batch_size if model.spec is not None else 32
-    texts = list(inputs)
+    texts = [x.text if isinstance(x, Prompted) else str(x) for x in inputs]
     prompt = model.settings[f"{mode}_prompt"]
     if prompt and _pooling_excludes_prompt(st):
         # Instructor-style models pool over the text only: hand the prompt over separately.
