@@ -129,3 +129,31 @@ def test_identical_content_across_batches_is_embedded_once(tmp_path, corpus, pm,
     summary, rows = run(tmp_path, pm)
     assert (summary.items, summary.embedded, summary.skipped, len(rows)) == (9, 6, 3, 6)
     assert fake_model.embedded == 6
+
+
+def test_rows_of_a_jsonl_file_are_replaced_line_by_line(tmp_path, pm):
+    rows_file = tmp_path / "docs" / "rows.jsonl"
+    rows_file.parent.mkdir()
+    lines = [{"text": f"row {word}"} for word in ("one", "two", "three", "four")]
+
+    def write(rows):
+        rows_file.write_text("".join((json.dumps(r) if isinstance(r, dict) else r) + "\n" for r in rows))
+
+    def run_rows(prune=False):
+        cfg = {**config(tmp_path), "source": {"path": "docs/rows.jsonl", "chunk": {"by": "none"}}}
+        with Pipeline.from_dict(cfg, base_dir=tmp_path, pm=pm) as p:
+            summary = p.run(prune=prune)
+            return summary, dict((uri, row_id) for row_id, uri in p.store.scan("test"))
+
+    write(lines)
+    _, first = run_rows()
+    assert sorted(first) == [f"docs/rows.jsonl:{n}" for n in (1, 2, 3, 4)]
+    # Line 2 changes, line 3 is corrupt, line 4 is gone.
+    write([lines[0], {"text": "row two, edited"}, "{not json"])
+    summary, after = run_rows()
+    assert (summary.embedded, summary.removed) == (1, 1)
+    assert after["docs/rows.jsonl:2"] != first["docs/rows.jsonl:2"]
+    assert after["docs/rows.jsonl:3"] == first["docs/rows.jsonl:3"]  # a line that fails keeps its row
+    assert after["docs/rows.jsonl:4"] == first["docs/rows.jsonl:4"]  # kept until --prune
+    summary, pruned = run_rows(prune=True)
+    assert summary.removed == 1 and sorted(pruned) == [f"docs/rows.jsonl:{n}" for n in (1, 2, 3)]

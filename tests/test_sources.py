@@ -6,7 +6,7 @@ import os
 import pytest
 
 from embedline.config import ChunkSpec, SourceSpec
-from embedline.sources import Source, chunk_text, sniff_modality, walk_files
+from embedline.sources import SeenUris, Source, chunk_text, sniff_modality, walk_files
 
 
 def source(path, **kw):
@@ -167,3 +167,17 @@ def test_missing_source_path(tmp_path):
 
     with pytest.raises(ItemError, match="does not exist"):
         source(tmp_path / "nope").files()
+
+
+def test_seen_uris_hold_files_and_row_lines():
+    seen = SeenUris()
+    seen.add("docs/a.md")
+    seen.add("rows.jsonl:3", "rows.jsonl", 3)
+    seen.add("rows.jsonl:1000", "rows.jsonl", 1000)
+    seen.add("odd:name:7", "odd:name", 7)
+    seen.add("x.csv:5", "other.csv", 5)  # not origin:line, so kept as it is
+    assert "docs/a.md" in seen and "rows.jsonl:3" in seen and "rows.jsonl:1000" in seen
+    assert "odd:name:7" in seen and "x.csv:5" in seen
+    for uri in ("docs/b.md", "rows.jsonl:2", "rows.jsonl:4", "rows.jsonl:999", "rows.jsonl:100000",
+                "rows.jsonl", "rows.jsonl:x", "other.csv:5", "docs/a.md:1", None):
+        assert uri not in seen

@@ -34,7 +34,7 @@ from embedline.contracts import Hit, Item, Record, VectorStore, describe_fingerp
 from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelMismatchError
 from embedline.models import EmbeddingModel, Prepared, as_item, load_model, model_identity, window_size
 from embedline.plugins import PluginManager, get_plugin_manager
-from embedline.sources import Source, content_id
+from embedline.sources import SeenUris, Source, content_id
 
 log = logging.getLogger("embedline")
 
@@ -95,7 +95,7 @@ class _Target:
     batch_size: int
     fresh: bool = False  # created by this run: nothing stored before it, nothing to look up or clean
     produced: set[str] = attrs.field(factory=set)  # ids of every item read this run
-    seen: set[str] = attrs.field(factory=set)  # uris read this run
+    seen: SeenUris = attrs.field(factory=SeenUris)  # uris read this run
 
     def window(self, modality: str) -> int:
         return window_size(self.batch_size, modality)
@@ -329,7 +329,7 @@ class Pipeline:
                     self._fail(exc, summary, report)
                     continue
                 summary.items += len(pieces)
-                target.seen.add(item.uri)
+                target.seen.add(item.uri, unit.origin, unit.line)
                 window = pending.setdefault((index, item.modality), [])
                 for piece in pieces:
                     if piece.id in target.produced:  # identical content read before: one row

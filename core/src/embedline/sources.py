@@ -207,6 +207,38 @@ class Unit:
     uri: str
     items: tuple[Item, ...] = ()
     error: ItemError | None = None
+    origin: str | None = None  # for a row: the file it is in (its uri is ``origin:line``)
+    line: int | None = None
+
+
+class SeenUris:
+    """The uris read in a run, compactly: files by name, rows of a JSONL/CSV file as one bit per
+    line (a set of ``file:line`` strings would take ~130 bytes a row)."""
+
+    def __init__(self) -> None:
+        self._files: set[str] = set()
+        self._lines: dict[str, bytearray] = {}
+
+    def add(self, uri: str, origin: str | None = None, line: int | None = None) -> None:
+        if origin is None or line is None or uri != f"{origin}:{line}":
+            self._files.add(uri)
+            return
+        bits = self._lines.setdefault(origin, bytearray())
+        if line >> 3 >= len(bits):
+            bits.extend(bytes((line >> 3) + 1 - len(bits)))
+        bits[line >> 3] |= 1 << (line & 7)
+
+    def __contains__(self, uri: object) -> bool:
+        if not isinstance(uri, str):
+            return False
+        if uri in self._files:
+            return True
+        origin, sep, line = uri.rpartition(":")
+        bits = self._lines.get(origin) if sep and line.isdigit() else None
+        if bits is None:
+            return False
+        n = int(line)
+        return n >> 3 < len(bits) and bool(bits[n >> 3] & 1 << (n & 7))
 
 
 def _display(path: Path, base: Path) -> str:
@@ -244,7 +276,7 @@ def read_file(path: Path, spec: SourceSpec) -> Unit:
     return Unit(uri, items=tuple(items))
 
 
-def _row_unit(row: Any, uri: str, spec: SourceSpec) -> Unit:
+def _row_unit(row: Any, uri: str, spec: SourceSpec, origin: str, line: int) -> Unit:
     if not isinstance(row, dict):
         return Unit(uri, error=ItemError(uri, "read", f"expected an object, got {type(row).__name__}"))
     text = row.get(spec.text_field)
@@ -256,7 +288,7 @@ def _row_unit(row: Any, uri: str, spec: SourceSpec) -> Unit:
     canonical = json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
     key = content_id("text", text, canonical, _chunk_key(spec.chunk))
     items = text_items(text, key=key, uri=uri, spec=spec.chunk, metadata=metadata)
-    return Unit(uri, items=tuple(items))
+    return Unit(uri, items=tuple(items), origin=origin, line=line)
 
 
 def read_jsonl(path: Path, spec: SourceSpec) -> Iterator[Unit]:
@@ -274,7 +306,7 @@ def read_jsonl(path: Path, spec: SourceSpec) -> Iterator[Unit]:
             except json.JSONDecodeError as exc:
                 yield Unit(uri, error=ItemError(uri, "read", f"invalid JSON: {exc.msg} (column {exc.colno})"))
                 continue
-            yield _row_unit(row, uri, spec)
+            yield _row_unit(row, uri, spec, base, lineno)
 
 
 def read_csv(path: Path, spec: SourceSpec) -> Iterator[Unit]:
@@ -302,7 +334,7 @@ def read_csv(path: Path, spec: SourceSpec) -> Iterator[Unit]:
             if reader.fieldnames and spec.text_field not in reader.fieldnames:
                 yield Unit(base, error=ItemError(base, "read", f"no column {spec.text_field!r} (columns: {', '.join(reader.fieldnames)})"))
                 return
-            yield _row_unit(dict(row), uri, spec)
+            yield _row_unit(dict(row), uri, spec, base, reader.line_num)
 
 
 class Source:

@@ -151,7 +151,7 @@ class MilvusStore(VectorStore):
             "chunk": int(record.chunk),
             "text": _clip_utf8(record.text or "", self._text_max),
             # Round-trip through JSON so dates and other non-JSON values are stored as strings.
-            "metadata": json.loads(json.dumps(dict(record.metadata or {}), default=str)),
+            "metadata": json.loads(json.dumps(dict(record.metadata), default=str)) if record.metadata else {},
             "model": record.model,
         }
 
