@@ -149,7 +149,25 @@ def quality_section(results: dict[str, dict]) -> list[str]:
     return out
 
 
-KNOWN = ("text-", "rerun-", "startup", "memory", "eval-")
+def batching_section(results: dict[str, dict]) -> list[str]:
+    r = results.get("batching-minilm")
+    if not r:
+        return []
+    base = r["median"]["one call"]
+    out = [
+        f"### Batch formation (MiniLM, {r['n']} sentences, batches of {r['batch_size']})",
+        "",
+        "| batches formed by | encode time (median) | vs one `encode` call | padded / real tokens |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, m in r["median"].items():
+        out.append(f"| {name} | {m:.2f} s | {m / base:.2f} | {r['padding'][name]:.2f} |")
+    reps = "; ".join(f"{name} {secs(v)}" for name, v in r["times"].items())
+    out += ["", f"Every repetition (seconds): {reps} ({r['machine']['date']}) `{r['command']}`"]
+    return out
+
+
+KNOWN = ("text-", "rerun-", "startup", "memory", "eval-", "batching-")
 
 
 def other_section(results: dict[str, dict]) -> list[str]:
@@ -168,7 +186,7 @@ def other_section(results: dict[str, dict]) -> list[str]:
 
 def report(results: dict[str, dict]) -> str:
     sections = [machine_section(results), text_section(results), rerun_section(results), startup_section(results),
-                memory_section(results), quality_section(results), other_section(results)]
+                memory_section(results), quality_section(results), batching_section(results), other_section(results)]
     return "\n\n".join("\n".join(s) for s in sections if s)
 
 

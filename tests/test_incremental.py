@@ -143,7 +143,7 @@ def test_rows_of_a_jsonl_file_are_replaced_line_by_line(tmp_path, pm):
         cfg = {**config(tmp_path), "source": {"path": "docs/rows.jsonl", "chunk": {"by": "none"}}}
         with Pipeline.from_dict(cfg, base_dir=tmp_path, pm=pm) as p:
             summary = p.run(prune=prune)
-            return summary, dict((uri, row_id) for row_id, uri in p.store.scan("test"))
+            return summary, {uri: row_id for row_id, uri in p.store.scan("test")}
 
     write(lines)
     _, first = run_rows()
