@@ -304,7 +304,7 @@ class Pipeline:
         self, source: Source, targets: list[_Target], summary: RunSummary, report: _FailureReport,
         failed_uris: set[str], bar: Any,
     ) -> Iterator[tuple[_Target, list[Item]]]:
-        """Read the source and yield batches per model, grouped by length (the reader stage)."""
+        """Read the source and yield windows of items per model and modality (the reader stage)."""
         routes = self._routes()
         pending: dict[tuple[int, str], list[Item]] = {}
         for unit in source:
