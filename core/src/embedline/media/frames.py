@@ -23,7 +23,14 @@ from embedline.media.image import DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["VIDEO_OPTIONS", "embed_frames", "preprocess_items", "validate_video_options", "video_settings"]
+__all__ = [
+    "VIDEO_OPTIONS",
+    "describe_processor",
+    "embed_frames",
+    "preprocess_items",
+    "validate_video_options",
+    "video_settings",
+]
 
 #: The plugin options this module reads, for an image plugin's ``PluginInfo.options``.
 VIDEO_OPTIONS = {
@@ -148,6 +155,27 @@ def embed_frames(model: Model, inputs: Sequence[np.ndarray], features: Callable[
         if model.normalized:
             result = torch.nn.functional.normalize(result, dim=-1)
     return result.numpy()
+
+
+def describe_processor(processor: Any, keys: Sequence[str]) -> str:
+    """One line naming a transformers image processor and its ``keys`` settings, for a fingerprint."""
+    config = processor.to_dict()
+    parts = [type(processor).__name__]
+    for key in keys:
+        value = config.get(key)
+        if value is not None:
+            parts.append(f"{key}={_compact(value)}")
+    return " ".join(parts)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{_compact(v)}" for k, v in sorted(value.items()) if v is not None)
+    if isinstance(value, (list, tuple)):
+        return "/".join(_compact(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def _stacked(frames: list[np.ndarray]) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from embedline.contracts import Failed, Item, Model
 from embedline.devices import resolve_device
 from embedline.errors import ModelSourceError
-from embedline.media.frames import embed_frames, preprocess_items, video_settings
+from embedline.media.frames import describe_processor, embed_frames, preprocess_items, video_settings
 from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source
 
 from embedline_clip import plugin_info
@@ -75,7 +75,7 @@ def load(spec) -> Model:
         impl=Clip(net, image_processor, device, context, int(tokenizer.pad_token_id)),
         normalized=bool(spec.normalize),
         settings={
-            "processor": _describe_processor(image_processor),
+            "processor": describe_processor(image_processor, _PROCESSOR_KEYS),
             "context_length": context,
             # Tokenizer files are not weights: a changed vocabulary must still change the identity.
             "tokenizer": "sha256:" + hashlib.sha256(counter.to_str().encode()).hexdigest()[:16],
@@ -130,26 +130,6 @@ def _private_tokenizer(tokenizer: Any, context: int) -> Any:
     counter.enable_truncation(max_length=context)
     counter.no_padding()
     return counter
-
-
-def _describe_processor(processor: Any) -> str:
-    config = processor.to_dict()
-    parts = [type(processor).__name__]
-    for key in _PROCESSOR_KEYS:
-        value = config.get(key)
-        if value is not None:
-            parts.append(f"{key}={_compact(value)}")
-    return " ".join(parts)
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}:{_compact(v)}" for k, v in sorted(value.items()) if v is not None)
-    if isinstance(value, (list, tuple)):
-        return "/".join(_compact(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 # -- preprocess / embed ----------------------------------------------------------------------

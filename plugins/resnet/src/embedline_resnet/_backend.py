@@ -15,7 +15,7 @@ import numpy as np
 from embedline.contracts import Item, Model
 from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.media.frames import embed_frames, preprocess_items, video_settings
+from embedline.media.frames import describe_processor, embed_frames, preprocess_items, video_settings
 from embedline.modelsource import pin_downloaded, resolve_model_source
 
 from embedline_resnet import plugin_info
@@ -107,7 +107,8 @@ def _load_transformers(spec, device: str) -> tuple[Backbone, str, str, dict[str,
         hidden = out.last_hidden_state
         return hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden.mean(dim=1)
 
-    settings = {"backend": "transformers", "pooling": pooling, "processor": _describe_processor(processor)}
+    processor_line = describe_processor(processor, _PROCESSOR_KEYS)
+    settings = {"backend": "transformers", "pooling": pooling, "processor": processor_line}
     backbone = Backbone(net=net, prepare=prepare, features=features, device=device, processor=processor)
     return backbone, resolved.source, resolved.revision, settings
 
@@ -164,26 +165,6 @@ def _load_processor(location: str, kwargs: dict[str, Any], image_size: int | Non
     if not overrides:
         raise ConfigError(f"the model's image processor has no size to change ({size})", key=f"{key}.image_size")
     return get(**overrides)
-
-
-def _describe_processor(processor: Any) -> str:
-    config = processor.to_dict()
-    parts = [type(processor).__name__]
-    for key in _PROCESSOR_KEYS:
-        value = config.get(key)
-        if value is not None:
-            parts.append(f"{key}={_compact(value)}")
-    return " ".join(parts)
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}:{_compact(v)}" for k, v in sorted(value.items()) if v is not None)
-    if isinstance(value, (list, tuple)):
-        return "/".join(_compact(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def _choose_pooling(
