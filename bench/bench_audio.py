@@ -35,7 +35,7 @@ LONG, SHORT = 6, 6  # files of 60 s (two 30 s windows) and of 12 s (one window)
 
 def write_files(folder: Path) -> tuple[list[Path], float]:
     """Tones over noise: 44.1 kHz stereo WAV (resampled and mixed down) and 16 kHz mono FLAC."""
-    from embedline.media.audio import write_audio
+    from embedline_media.audio import write_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@
     python bench/bench_images.py --model DIR --images DIR # a real model folder, your own images
 
 Both sides do the same work on the same files with the same model folder and batch size:
-embedline: ``EmbeddingModel.embed_items`` over file items (decode with embedline.media.image, the
+embedline: ``EmbeddingModel.embed_items`` over file items (decode with embedline_media.image, the
 model's image processor, forward pass, normalise); plain: ``PIL.Image.open(...).convert("RGB")``,
 the same processor, ``AutoModel`` forward, normalise.  Runs alternate (so drift hits both sides),
 the first run of each side is a warm-up, and medians are reported with their ratio
@@ -47,7 +47,7 @@ def make_images(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
 
 def build_model(folder: Path, resnet50: bool) -> Path:
     if not resnet50:
-        from embedline.tinymodels import build_tiny_resnet
+        from embedline_resnet.testing import build_tiny_resnet
 
         return build_tiny_resnet(folder, image_size=224)
     import torch

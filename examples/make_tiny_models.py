@@ -5,7 +5,7 @@
     python examples/make_tiny_models.py all --out /tmp/models --images /tmp/images
 
 Each model is saved to ``<out>/<name>`` (default ``examples/models/<name>``), the folder the example
-pipelines point at, by the builder of that name in ``embedline.tinymodels``.  The weights are random:
+pipelines point at, by its plugin's builder (``embedline_<plugin>.testing``).  The weights are random:
 the pipelines run end to end, but hits mean nothing.  For real weights see docs/images.md.
 Image models also get sample photos (public domain, shipped with scikit-image) in ``--images``;
 whisper gets generated sounds (tones, noise, and espeak-ng speech when espeak-ng is installed) in
@@ -20,12 +20,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: model name -> builder in embedline.tinymodels.  Add a line per model.
+#: model name -> "module:function" that builds it, in the plugin's testing module.  Add a line per model.
 BUILDERS = {
-    "resnet": "build_tiny_resnet",
-    "clip": "build_tiny_clip",
-    "whisper": "build_tiny_whisper",
-    "perceiver": "build_tiny_perceiver",
+    "resnet": "embedline_resnet.testing:build_tiny_resnet",
+    "clip": "embedline_clip.testing:build_tiny_clip",
+    "whisper": "embedline_whisper.testing:build_tiny_whisper",
+    "perceiver": "embedline_perceiver.testing:build_tiny_perceiver",
 }
 #: model name -> sample files it needs (a writer below).
 SAMPLES = {
@@ -69,7 +69,7 @@ def write_audio_samples(folder: Path) -> list[Path]:
     import subprocess
 
     import numpy as np
-    from embedline.media.audio import write_audio
+    from embedline_media.audio import write_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     rate, rng = 16000, np.random.default_rng(0)
@@ -98,7 +98,7 @@ def write_audio_samples(folder: Path) -> list[Path]:
 def write_video_samples(folder: Path) -> list[Path]:
     """Three 6 s videos at 25 fps: two with a tone, one without sound."""
     import numpy as np
-    from embedline.media.video import write_video
+    from embedline_media.video import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -130,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # checked here: argparse's choices reject an empty nargs="*" list on some Pythons
         parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(BUILDERS)} or all")
 
-    from embedline import tinymodels
+    import importlib
 
     names = list(BUILDERS) if not args.models or "all" in args.models else list(dict.fromkeys(args.models))
     for name in names:
-        path = getattr(tinymodels, BUILDERS[name])(args.out / name)
+        module, _, function = BUILDERS[name].partition(":")
+        path = getattr(importlib.import_module(module), function)(args.out / name)
         print(f"{name}: {path}")
     folders = {"images": args.images, "audio": args.audio, "video": args.video}
     for kind in dict.fromkeys(SAMPLES[n] for n in names if n in SAMPLES):

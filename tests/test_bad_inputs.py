@@ -1,6 +1,10 @@
 """The bad-input suite: one folder holding every kind of bad input next to good files, run through a
 pipeline that routes text, images and audio to three real plugins (tiny random models), into a real
-Milvus Lite database.  Each bad input has its expected outcome; every good file is stored."""
+Milvus Lite database.  Each bad input has its expected outcome; every good file is stored.
+
+Every test here checks the one mixed pipeline, so all are cross-plugin: they are skipped when the
+core is installed without the plugins.  Each plugin's own bad-file tests live in its folder
+(plugins/resnet, plugins/whisper; decoding itself in plugins/media)."""
 
 import io
 import math
@@ -15,6 +19,8 @@ import pytest
 
 from embedline.pipeline import Pipeline
 from embedline.testing import fresh_plugin_manager, lite_store
+
+pytestmark = pytest.mark.plugins("resnet", "whisper", "minilm", "milvus")
 
 
 def png_bytes(size=(48, 40), color=(200, 40, 40), mode="RGB"):
@@ -54,21 +60,23 @@ def wav_bytes(seconds=1.0, rate=16000, frequency=440.0):
     return buffer.getvalue()
 
 
-GOOD = {  # file name -> (modality, bytes)
-    "notes.md": ("text", b"Milvus stores vectors.\n\nSearch finds the nearest ones."),
-    "my notes \u00e9t\u00e9.txt": ("text", "Caf\u00e9 notes with spaces and accents.".encode()),
-    "\u65e5\u672c\u8a9e.md": ("text", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8".encode()),
-    "photo.png": ("image", png_bytes()),
-    "photo.jpg": ("image", jpeg_bytes()),
-    "cmyk.jpg": ("image", jpeg_bytes("CMYK", (10, 200, 30, 0))),
-    "picture.txt": ("image", png_bytes(color=(1, 2, 3))),  # the extension lies: bytes say PNG
-    "tone.wav": ("audio", wav_bytes()),
+GOOD = {  # file name -> (modality, its bytes, made when the suite runs: Pillow may not be installed)
+    "notes.md": ("text", lambda: b"Milvus stores vectors.\n\nSearch finds the nearest ones."),
+    "my notes \u00e9t\u00e9.txt": ("text", lambda: "Caf\u00e9 notes with spaces and accents.".encode()),
+    "\u65e5\u672c\u8a9e.md": ("text", lambda: "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8".encode()),
+    "photo.png": ("image", png_bytes),
+    "photo.jpg": ("image", jpeg_bytes),
+    "cmyk.jpg": ("image", lambda: jpeg_bytes("CMYK", (10, 200, 30, 0))),
+    "picture.txt": ("image", lambda: png_bytes(color=(1, 2, 3))),  # the extension lies: bytes say PNG
+    "tone.wav": ("audio", wav_bytes),
 }
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from embedline.tinymodels import build_tiny_resnet, build_tiny_sentence_transformer, build_tiny_whisper
+    from embedline_minilm.testing import build_tiny_sentence_transformer
+    from embedline_resnet.testing import build_tiny_resnet
+    from embedline_whisper.testing import build_tiny_whisper
 
     root = tmp_path_factory.mktemp("models")
     return {
@@ -84,7 +92,7 @@ def outcome(tmp_path_factory, tiny):
     folder = root / "in"
     folder.mkdir()
     for name, (_, data) in GOOD.items():
-        (folder / name).write_bytes(data)
+        (folder / name).write_bytes(data())
     bad = {
         "empty.txt": b"",
         "binary.txt": b"\x00\x01\x02\x03" + os.urandom(2048),

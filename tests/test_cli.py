@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a subprocess, real plugins, a real Milvus Lite file."""
+"""The command line, run as a user runs it: a subprocess, plugins found through entry points, the
+built-in memory store saved to a file (so that each command sees what the previous one wrote)."""
 
 import json
 import os
@@ -28,8 +29,8 @@ plugin = "fake"
 dim = {dim}
 
 [store]
-plugin = "milvus"
-uri = "cli.db"
+plugin = "memory"
+path = "cli.npz"
 collection = "docs"
 """
 
@@ -54,25 +55,39 @@ def cli(project, *args, env=None):
     )
 
 
-def test_plugins_json_lists_the_bundled_plugins_without_importing_torch(project):
+def plugins_json(project):
+    """``embedline plugins --json`` in a fresh interpreter, and the heavy libraries it imported."""
     code = (
         "import sys, json, io, contextlib\n"
         "from embedline.cli import main\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out):\n"
         "    main(['plugins', '--json'])\n"
-        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'pymilvus', 'model2vec') if m in sys.modules)\n"
+        "heavy = ('torch', 'transformers', 'sentence_transformers', 'pymilvus', 'model2vec', 'numpy')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
         "print(json.dumps({'rows': json.loads(out.getvalue()), 'heavy': heavy}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(project / "site")})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["heavy"] == []
-    rows = {r["name"]: r for r in data["rows"]}
+    return {r["name"]: r for r in data["rows"]}, data["heavy"]
+
+
+def test_plugins_json_lists_built_in_and_installed_plugins_without_importing_heavy_libraries(project):
+    rows, heavy = plugins_json(project)
+    assert heavy == []
+    assert rows["memory"]["kind"] == "store" and rows["memory"]["hooks"] == ["store"]
+    assert rows["fake"]["kind"] == "model" and rows["fake"]["modalities"] == ["text"]
+    assert "this plugin is broken on purpose" in rows["broken"]["error"]
+
+
+@pytest.mark.plugins("minilm", "model2vec", "milvus")
+def test_plugins_json_lists_the_bundled_plugins_without_importing_torch(project):
+    rows, heavy = plugins_json(project)
+    assert set(heavy) <= {"numpy"}
     assert {"minilm", "model2vec", "milvus"} <= set(rows)
     assert rows["minilm"]["kind"] == "model" and rows["minilm"]["modalities"] == ["text"]
     assert rows["milvus"]["kind"] == "store" and rows["milvus"]["hooks"] == ["store"]
-    assert "this plugin is broken on purpose" in rows["broken"]["error"]
 
 
 def test_help_does_not_import_heavy_libraries():
@@ -148,10 +163,34 @@ def test_usage_errors_exit_2(project):
     assert cli(project, "frobnicate").returncode == 2
 
 
+def test_search_where_and_filter(project):
+    assert cli(project, "run").returncode == 3
+    found = cli(project, "search", "vectors", "--where", "path=two.md", "--where", "chunk<1", "--json")
+    assert found.returncode == 0, found.stderr
+    assert [h["uri"] for h in json.loads(found.stdout)] == ["docs/two.md"]
+    none = cli(project, "search", "vectors", "--where", "path:in=three.md,four.md")
+    assert none.returncode == 0 and none.stdout.strip() == "no hits"
+
+    native = cli(project, "search", "vectors", "--filter", "chunk == 0")  # the memory store has no syntax
+    assert native.returncode == 1
+    assert native.stderr.startswith("embedline: error: memory store ")
+    assert "has no filter syntax of its own" in native.stderr
+    assert len(native.stderr.strip().splitlines()) == 1
+
+    both = cli(project, "search", "vectors", "--filter", "chunk == 0", "--where", "chunk=0")
+    assert both.returncode == 2 and "use either --filter" in both.stderr
+    bad = cli(project, "search", "vectors", "--where", "chunk!=0")
+    assert bad.returncode == 2 and "--where 'chunk!=0'" in bad.stderr and "!= is not portable" in bad.stderr
+
+
+@pytest.mark.plugins("milvus")
 def test_a_token_from_the_environment_is_never_printed(project):
     secret = "tok-3f9a1c7e-never-print-me"
     (project / "server.toml").write_text(
-        PIPELINE.format(dim=16).replace('uri = "cli.db"', 'uri = "http://127.0.0.1:9"\ntoken = "${EMBEDLINE_TEST_TOKEN}"')
+        PIPELINE.format(dim=16).replace(
+            'plugin = "memory"\npath = "cli.npz"',
+            'plugin = "milvus"\nuri = "http://127.0.0.1:9"\ntoken = "${EMBEDLINE_TEST_TOKEN}"',
+        )
     )
     env = {"EMBEDLINE_TEST_TOKEN": secret}
     outputs = [

@@ -2,13 +2,14 @@
 
 import textwrap
 
+import attrs
 import pytest
 
 from embedline.config import Secret, bind_plugins, load_config, parse_config, redacted
 from embedline.errors import ConfigError
 from embedline.testing import FakeTextModel, fresh_plugin_manager
 
-MINIMAL = {"model": {"plugin": "fake"}, "store": {"plugin": "milvus", "uri": "x.db"}}
+MINIMAL = {"model": {"plugin": "fake"}, "store": {"plugin": "memory", "path": "x.npz"}}
 
 
 def write(tmp_path, text, name="embed.toml"):
@@ -186,9 +187,22 @@ def test_unknown_plugin_is_a_config_error_listing_installed():
 
 
 def test_validators_see_the_common_keys_of_their_section():
-    pm = fresh_plugin_manager()
-    with pytest.raises(ConfigError, match="store.collection: 'my-docs' is not a valid Milvus collection name"):
-        bind_plugins(parse_config({"model": {"plugin": "minilm"}, "store": {"collection": "my-docs"}}), pm)
-    both = {"model": {"plugin": "model2vec", "name": "potion-base-8M", "distill_from": "package:x"}}
-    with pytest.raises(ConfigError, match="model.distill_from: set either `name`"):
-        bind_plugins(parse_config(both), pm)
+    seen = {}
+
+    def remember(kind):
+        def validate(options):
+            seen[kind] = dict(options)
+            if options.get("collection") == "my-docs":
+                raise ValueError("collection: no dashes on this store")
+
+        return validate
+
+    model, store = FakeTextModel(), SecretStore()
+    model.plugin_info = attrs.evolve(model.plugin_info, validate=remember("model"))
+    store.plugin_info = attrs.evolve(store.plugin_info, validate=remember("store"))
+    pm = fresh_plugin_manager(model, store, autoload=False)
+    config = {"model": {"plugin": "fake", "name": "weights"}, "store": {"plugin": "vault", "collection": "my-docs"}}
+    with pytest.raises(ConfigError, match="store.collection: no dashes on this store"):
+        bind_plugins(parse_config(config), pm)
+    assert seen["model"]["name"] == "weights" and seen["model"]["dim"] == 16
+    assert seen["store"]["collection"] == "my-docs" and seen["store"]["replicas"] == 1

@@ -26,8 +26,8 @@ plugin = "fake"
 dim = 16
 
 [store]
-plugin = "milvus"
-uri = "cfg.db"
+plugin = "memory"
+path = "cfg.npz"
 collection = "docs"
 """
 
@@ -42,12 +42,13 @@ CASES = [
      ["bad.toml: model.plugin: plugin 'minilmm' not found", "not installed or misspelled", "Installed plugins:"]),
     ("modality", lambda t: t.replace("dim = 16", 'dim = 16\nmodalities = ["image"]'),
      ["bad.toml: model.modalities: plugin 'fake' cannot embed image; it supports text"]),
-    ("lite-index", lambda t: t.replace('collection = "docs"', 'collection = "docs"\nindex = "IVF_PQ"'),
-     ["bad.toml: store.index: Milvus Lite cannot build IVF_PQ"]),
+    ("store-option-type", lambda t: t.replace('path = "cfg.npz"', "path = 3"),
+     ["bad.toml: store.path: expected str, got an integer (3)"]),
+    ("store-unknown-key", lambda t: t.replace('path = "cfg.npz"', 'uri = "cfg.db"'), ["bad.toml: store.uri: unknown key"]),
     ("metric", lambda t: t.replace('collection = "docs"', 'collection = "docs"\nmetric = "HAMMING"'),
      ["bad.toml: store.metric: expected one of"]),
-    ("missing-env", lambda t: t.replace('uri = "cfg.db"', 'uri = "http://localhost:19530"\ntoken = "${EMBEDLINE_NO_SUCH_VAR}"'),
-     ["bad.toml: store.token: environment variable EMBEDLINE_NO_SUCH_VAR is not set"]),
+    ("missing-env", lambda t: t.replace('path = "cfg.npz"', 'path = "${EMBEDLINE_NO_SUCH_VAR}/cfg.npz"'),
+     ["bad.toml: store.path: environment variable EMBEDLINE_NO_SUCH_VAR is not set"]),
     ("no-model", lambda t: t.replace("[model]", "[modell]"), ["bad.toml: modell: unknown section; did you mean 'model'?"]),
     ("missing-source", lambda t: t.replace('path = "docs"', 'path = "nowhere"'), ["bad.toml: source.path:", "does not exist"]),
 ]
@@ -77,7 +78,7 @@ def test_config_error_is_one_clear_line(project, name, breaks, expected):
     assert len(lines) == 1, result.stderr
     for part in expected:
         assert part in lines[0]
-    assert not (project / "cfg.db").exists()
+    assert not (project / "cfg.npz").exists()
 
 
 def test_a_dim_that_differs_from_the_existing_collection(project):

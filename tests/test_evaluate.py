@@ -150,7 +150,8 @@ def test_read_beir_layout(tmp_path):
 @pytest.fixture
 def project(tmp_path):
     write_plugin_distribution(tmp_path / "site", "fake", FAKE)
-    (tmp_path / "eval.toml").write_text('[model]\nplugin = "fake"\ndim = 64\n')  # no store: nothing is written
+    # The default store is milvus; the memory store without a path writes nothing, like eval itself.
+    (tmp_path / "eval.toml").write_text('[model]\nplugin = "fake"\ndim = 64\n[store]\nplugin = "memory"\n')
     rows = [
         ("4.8", "a cat sits on the mat", "the cat sits on a mat"),
         ("3.5", "a dog runs in the park", "a dog walks in a big park"),
@@ -210,6 +211,7 @@ def test_eval_table_and_errors(project):
 
 
 @pytest.mark.integration
+@pytest.mark.plugins("minilm")
 def test_eval_reproduces_sentence_transformers_on_stsb(tmp_path):
     if not STSB_DEV.is_file():
         pytest.skip(f"no STS-B dev data at {STSB_DEV}")

@@ -7,7 +7,7 @@ import pytest
 
 from embedline import hookimpl
 from embedline.pipeline import Pipeline
-from embedline.testing import FakeTextModel, fresh_plugin_manager, lite_store
+from embedline.testing import FakeTextModel, fresh_plugin_manager, memory_store
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def config(tmp_path, **pipeline):
         "pipeline": pipeline,
         "source": {"path": "docs", "chunk": {"by": "paragraph", "max_tokens": 2}},
         "model": {"plugin": "fake", "name": "weights", "batch_size": 2},
-        "store": lite_store(tmp_path),
+        "store": memory_store(tmp_path),
     }
 
 

@@ -1,4 +1,4 @@
-"""Pipelines end to end through the hooks, against a real Milvus Lite database."""
+"""Pipelines end to end through the hooks, on the built-in memory store (saved to a file)."""
 
 import json
 
@@ -8,8 +8,9 @@ import pytest
 from embedline import hookimpl
 from embedline.contracts import Failed, Item, Model, PluginInfo
 from embedline.errors import EmbedlineError, ItemError, ModelMismatchError, PluginLoadError
+from embedline.filters import parse_where
 from embedline.pipeline import Pipeline
-from embedline.testing import FakeTextModel, fresh_plugin_manager, lite_store
+from embedline.testing import FakeTextModel, fresh_plugin_manager, memory_store
 
 DOCS = {
     "cats.md": "Cats purr and sleep all day.\n\nA cat chases mice in the garden.",
@@ -31,7 +32,7 @@ def pipeline_dict(tmp_path, corpus, **model):
     return {
         "source": {"path": str(corpus), "chunk": {"by": "paragraph", "max_tokens": 8}},
         "model": {"plugin": "fake", "batch_size": 2, **model},
-        "store": lite_store(tmp_path),
+        "store": memory_store(tmp_path),
     }
 
 
@@ -141,8 +142,10 @@ def test_on_error_fail_stops_at_the_first_bad_item(tmp_path, corpus, pm):
 def test_search_with_filter_and_many_queries(tmp_path, corpus, pm):
     with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
         p.run()
-        hits = p.search("the moon", k=5, filter='metadata["path"] == "space.md"')
-        assert {h.uri for h in hits} == {"docs/space.md"}
+        hits = p.search("the moon", k=5, filter={"path": "space.md"})
+        assert {h.uri for h in hits} == {"docs/space.md"} and len(hits) == 2
+        hits = p.search("the moon", k=5, filter=parse_where(["uri^=docs/c", "chunk>=1"]))
+        assert [(h.uri, h.chunk) for h in hits] == [("docs/cats.md", 1)]
         many = p.search(["Rockets fly to orbit.", "Boil the pasta in salted water."], k=1)
         assert [h[0].uri for h in many] == ["docs/space.md", "docs/cooking.md"]
 
@@ -271,7 +274,7 @@ def test_batches_hold_inputs_of_similar_size(tmp_path):
     config = {
         "source": {"path": str(rows), "chunk": {"by": "none"}},
         "model": {"plugin": "fake", "batch_size": 2},
-        "store": lite_store(tmp_path),
+        "store": memory_store(tmp_path),
     }
     with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(recorder)) as p:
         assert p.run().embedded == 9

@@ -13,6 +13,10 @@ from embedline.pipeline import Pipeline
 from embedline.sources import Source
 from embedline.testing import FakeTextModel, fresh_plugin_manager, write_plugin_distribution
 
+# A durable store is the point here (every row written before the kill must survive it), and the
+# second test is about Milvus Lite's lock: these check the core together with the milvus plugin.
+pytestmark = pytest.mark.plugins("milvus")
+
 # The fake model, installed as a real plugin; EMBEDLINE_TEST_KILL_AT=N makes the process SIGKILL
 # itself at its N-th embed call, and EMBEDLINE_TEST_SLOW adds seconds per call.
 PLUGIN = """

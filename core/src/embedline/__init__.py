@@ -29,6 +29,11 @@ _LAZY = {
     "VectorStore": "embedline.contracts",
     "PluginInfo": "embedline.contracts",
     "Option": "embedline.contracts",
+    "ModelSpec": "embedline.contracts",
+    "StoreSpec": "embedline.contracts",
+    "ExecutorSpec": "embedline.contracts",
+    "Executor": "embedline.contracts",
+    "Secret": "embedline.contracts",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -39,7 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="nearest neighbours of a text query or a file")
     search.add_argument("args", nargs="+", metavar="[CONFIG] QUERY", help="pipeline file (optional) and query")
     search.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
-    search.add_argument("--filter", default=None, help="store filter expression, e.g. 'chunk == 0'")
+    search.add_argument(
+        "--filter", default=None, metavar="EXPR", help="a filter in the store's own syntax, e.g. 'chunk == 0' (Milvus)"
+    )
+    search.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="portable filter, any store; repeat to combine (all must hold): KEY=VALUE, KEY>N, KEY>=N, KEY<N, "
+        "KEY<=N, KEY^=PREFIX, KEY:in=A,B. uri, modality, chunk are row fields, other keys metadata",
+    )
     search.add_argument("--json", action="store_true", help="print hits as JSON")
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
@@ -106,8 +116,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     config, query = (args.args if len(args.args) == 2 else (DEFAULT_CONFIG, args.args[0]))
     if args.k < 1:
         raise _Usage("-k must be at least 1")
+    search_filter = _search_filter(args)  # a malformed --where fails before anything loads
     with Pipeline.from_toml(config) as pipeline:
-        hits = pipeline.search(query, k=args.k, filter=args.filter)
+        hits = pipeline.search(query, k=args.k, filter=search_filter)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -121,6 +132,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         if hit.text:
             print(f"    {_one_line(hit.text)}")
     return EXIT_OK
+
+
+def _search_filter(args: argparse.Namespace) -> Any:
+    """``--filter`` (the store's own syntax, passed through) or ``--where`` (portable), not both."""
+    if not args.where:
+        return args.filter
+    if args.filter is not None:
+        raise _Usage("use either --filter (the store's own syntax) or --where (portable), not both")
+    from embedline.errors import ConfigError
+    from embedline.filters import parse_where
+
+    try:
+        return parse_where(args.where)
+    except ConfigError as exc:
+        raise _Usage(str(exc)) from None
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -137,7 +163,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"{row['name']:<12} {row['version']:<8} ERROR {row['error']}")
             continue
         modalities = ",".join(row["modalities"]) or "-"
-        print(f"{row['name']:<12} {row['version']:<8} {row['kind']:<6} {modalities:<24} hooks: {', '.join(row['hooks'])}")
+        print(f"{row['name']:<12} {row['version']:<8} {row['kind']:<8} {modalities:<24} hooks: {', '.join(row['hooks'])}")
     return EXIT_OK
 
 
@@ -158,6 +184,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{config.collection_for(spec)!r} [{', '.join(spec.modalities or ())}]"
         )
     print(f"  store:  {config.store.plugin}")
+    print(f"  executor: {config.executor.plugin}")
     return EXIT_OK
 
 

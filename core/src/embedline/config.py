@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from embedline.contracts import MODALITIES, Option
+from embedline.contracts import MODALITIES, ExecutorSpec, ModelSpec, Option, Secret, StoreSpec, reveal
 from embedline.errors import ConfigError, PluginLoadError, PluginNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,35 +31,6 @@ else:  # pragma: no cover
 
 DEFAULT_CONFIG = "embed.toml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class Secret:
-    """A value taken from the environment for a secret option.  Prints as ``***``."""
-
-    __slots__ = ("_value", "variable")
-
-    def __init__(self, value: str, variable: str = ""):
-        self._value = value
-        self.variable = variable
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = lambda self: "***"  # noqa: E731
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def reveal(value: Any) -> Any:
-    """The real value of an option that may be a :class:`Secret`."""
-    return value.reveal() if isinstance(value, Secret) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,42 +59,13 @@ class SourceSpec:
 
 
 @attrs.frozen
-class ModelSpec:
-    plugin: str
-    name: str | None = None
-    revision: str | None = None
-    modalities: tuple[str, ...] | None = None
-    batch_size: int = 32
-    device: str = "auto"
-    normalize: bool = True
-    trust_remote_code: bool = False
-    collection: str | None = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    base_dir: Path = Path(".")
-    key: str = "model"  # where it was declared, for messages
-
-    def option(self, name: str, default: Any = None) -> Any:
-        return reveal(self.options.get(name, default))
-
-
-@attrs.frozen
-class StoreSpec:
-    plugin: str = "milvus"
-    collection: str = "embedline"
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    base_dir: Path = Path(".")
-
-    def option(self, name: str, default: Any = None) -> Any:
-        return reveal(self.options.get(name, default))
-
-
-@attrs.frozen
 class PipelineConfig:
     origin: str
     base_dir: Path
     store: StoreSpec
     models: tuple[ModelSpec, ...]
     source: SourceSpec | None = None
+    executor: ExecutorSpec = ExecutorSpec()
     name: str = "embedline"
     on_error: str = "skip"
     failures: Path | None = None  # the failure report (JSON lines); default next to the pipeline file
@@ -186,7 +128,10 @@ _STORE_KEYS = {
     "plugin": _Key(_STR, "milvus"),
     "collection": _Key(_STR, "embedline"),
 }
-_TOP_KEYS = ("pipeline", "source", "model", "models", "store")
+_EXECUTOR_KEYS = {
+    "plugin": _Key(_STR, "local"),
+}
+_TOP_KEYS = ("pipeline", "source", "model", "models", "store", "executor")
 
 
 def _type_ok(expect: str, value: Any) -> bool:
@@ -350,6 +295,8 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
 
     store_known, store_extra = reader.section("store", data.get("store", {}), _STORE_KEYS, extra_ok=True)
     store = StoreSpec(options=store_extra, base_dir=base, **store_known)
+    executor_known, executor_extra = reader.section("executor", data.get("executor", {}), _EXECUTOR_KEYS, extra_ok=True)
+    executor = ExecutorSpec(options=executor_extra, base_dir=base, **executor_known)
 
     collections = [m.collection or store.collection for m in models]
     if len(set(collections)) != len(collections):
@@ -357,7 +304,7 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
             "models", "two models would write to the same collection: give each [[models]] its own `collection`"
         )
     return PipelineConfig(
-        origin=origin, base_dir=base, store=store, models=tuple(models), source=source, **pipeline
+        origin=origin, base_dir=base, store=store, models=tuple(models), source=source, executor=executor, **pipeline
     )
 
 
@@ -371,7 +318,8 @@ def _check_options(reader: _Reader, key: str, raw: Mapping[str, Any], declared: 
     for name, value in raw.items():
         opt = declared.get(name)
         if opt is None:
-            known = list(declared) + [k for k in (_MODEL_KEYS if key.startswith("model") else _STORE_KEYS)]
+            common = _MODEL_KEYS if key.startswith("model") else _EXECUTOR_KEYS if key == "executor" else _STORE_KEYS
+            known = list(declared) + list(common)
             raise reader.error(f"{key}.{name}", "unknown key" + _did_you_mean(name, known))
         value = reader.expand(f"{key}.{name}", value, secret=opt.secret)
         check = reveal(value)
@@ -406,7 +354,9 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
         except (PluginNotFoundError, PluginLoadError) as exc:
             raise reader.error(f"{key}.plugin", str(exc)) from exc
         if info.kind != kind:
-            raise reader.error(f"{key}.plugin", f"plugin {plugin!r} is a {info.kind} plugin, expected a {kind} plugin")
+            raise reader.error(
+                f"{key}.plugin", f"plugin {plugin!r} is {_a(info.kind)} plugin, expected {_a(kind)} plugin"
+            )
         return info
 
     models = []
@@ -428,7 +378,11 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
     common = {k: getattr(config.store, k) for k in _STORE_KEYS}
     _run_validator(reader, "store", info.validate, {**common, **store_options})
     store = attrs.evolve(config.store, options=store_options)
-    return attrs.evolve(config, models=tuple(models), store=store, bound=True)
+    info = info_for("executor", config.executor.plugin, "executor")
+    executor_options = _check_options(reader, "executor", config.executor.options, info.options)
+    _run_validator(reader, "executor", info.validate, {"plugin": config.executor.plugin, **executor_options})
+    executor = attrs.evolve(config.executor, options=executor_options)
+    return attrs.evolve(config, models=tuple(models), store=store, executor=executor, bound=True)
 
 
 def _run_validator(reader: _Reader, key: str, validate: Any, options: Mapping[str, Any]) -> None:
@@ -459,3 +413,7 @@ def redacted(config: PipelineConfig) -> dict[str, Any]:
 
     data = attrs.asdict(config, recurse=True)
     return clean(data)
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"

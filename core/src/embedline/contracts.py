@@ -12,17 +12,109 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+
+from embedline.modalities import MODALITIES as MODALITIES  # part of the plugin API
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from embedline.config import ModelSpec
+    from embedline.filters import Filter, Native
 
-MODALITIES = ("text", "image", "audio", "video")
 MODES = ("document", "query")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a plugin receives: its section of the pipeline file
+# ---------------------------------------------------------------------------------------------
+
+
+class Secret:
+    """A value taken from the environment for a secret option.  Prints as ``***``."""
+
+    __slots__ = ("_value", "variable")
+
+    def __init__(self, value: str, variable: str = ""):
+        self._value = value
+        self.variable = variable
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = lambda self: "***"  # noqa: E731
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def reveal(value: Any) -> Any:
+    """The real value of an option that may be a :class:`Secret`."""
+    return value.reveal() if isinstance(value, Secret) else value
+
+
+@attrs.frozen
+class ModelSpec:
+    """A ``[model]`` / ``[[models]]`` section as the ``load_model`` hook receives it.
+
+    The common keys are attributes; the plugin's own keys are in ``options``, type-checked against
+    its :class:`PluginInfo` with defaults filled (read them with :meth:`option`, which reveals
+    secrets).  ``base_dir`` is the folder of the pipeline file: resolve relative paths against it.
+    """
+
+    plugin: str
+    name: str | None = None
+    revision: str | None = None
+    modalities: tuple[str, ...] | None = None
+    batch_size: int = 32
+    device: str = "auto"
+    normalize: bool = True
+    trust_remote_code: bool = False
+    collection: str | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    base_dir: Path = Path(".")
+    key: str = "model"  # where it was declared, for messages
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return reveal(self.options.get(name, default))
+
+
+@attrs.frozen
+class StoreSpec:
+    """The ``[store]`` section as the ``store`` hook receives it (options as for :class:`ModelSpec`)."""
+
+    plugin: str = "milvus"
+    collection: str = "embedline"
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    base_dir: Path = Path(".")
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return reveal(self.options.get(name, default))
+
+
+@attrs.frozen
+class ExecutorSpec:
+    """The ``[executor]`` section as the ``executor`` hook receives it (no section: ``local``)."""
+
+    plugin: str = "local"
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    base_dir: Path = Path(".")
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return reveal(self.options.get(name, default))
+
+
+# ---------------------------------------------------------------------------------------------
+# Items, models, records
+# ---------------------------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -170,6 +262,20 @@ class VectorStore(abc.ABC):
     A store holds several collections; each remembers the fingerprint of the model that filled it.
     The core decides policy (refusing a mismatched model, skipping stored ids); the store persists.
     All methods raise :class:`embedline.errors.StoreError` with one clear line on failure.
+
+    Semantics every store keeps (``embedline.testing.StoreConformance`` checks them):
+
+    * **Scores: higher is closer**, whatever the metric.  A distance is negated (an ``L2`` store
+      returns minus the distance), a similarity (``COSINE``, ``IP``) is returned as it is.
+    * **Threads.** During a run the core calls :meth:`existing_ids` from worker threads while one
+      writer thread calls :meth:`upsert` and :meth:`delete`; :meth:`search`, :meth:`count` and
+      :meth:`get_fingerprint` may come from any thread.  A store whose client is not safe for that
+      takes its own lock.
+    * **Close.** After :meth:`close` everything upserted is durable and visible to a store opened
+      later on the same location.  ``close`` may be called twice; nothing else is called after it.
+    * **Filters** are an :class:`embedline.filters.Filter` (portable: translate every operator) or
+      an :class:`embedline.filters.Native` expression in the store's own syntax (pass it through;
+      a store without a syntax of its own raises ``StoreError``).
     """
 
     @abc.abstractmethod
@@ -182,17 +288,21 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def existing_ids(self, collection: str, ids: Sequence[str], model: str) -> set[str]:
-        """The subset of ``ids`` already stored with fingerprint id ``model``."""
+        """The subset of ``ids`` already stored with fingerprint id ``model`` (empty if the
+        collection is missing).  Called from several worker threads at once during a run."""
 
     @abc.abstractmethod
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
-        """Insert or replace rows by id (never duplicates)."""
+        """Insert or replace rows by id (never duplicates); a vector of another dimension than the
+        collection's is a ``StoreError``.  Called from one writer thread at a time."""
 
     @abc.abstractmethod
     def search(
-        self, collection: str, vectors: np.ndarray, k: int, filter: str | None = None
+        self, collection: str, vectors: np.ndarray, k: int, filter: Filter | Native | None = None
     ) -> list[list[Hit]]:
-        """Top-``k`` hits for each query vector, best first; ``filter`` is a store expression."""
+        """Top-``k`` hits for each row of ``vectors`` (``(n, dim)`` float32), best first: higher
+        ``score`` is closer.  Only rows that ``filter`` keeps are searched.  A missing collection
+        is a ``StoreError``."""
 
     @abc.abstractmethod
     def delete(self, collection: str, ids: Sequence[str]) -> None:
@@ -211,7 +321,59 @@ class VectorStore(abc.ABC):
         """Number of rows in ``collection`` (0 if it does not exist)."""
 
     def close(self) -> None:  # noqa: B027 - optional
-        """Release the connection; the store must not be used afterwards."""
+        """Make every upserted row durable and visible to a store opened later on the same
+        location, then release the connection.  Idempotent; nothing is called afterwards."""
+
+
+class Plan(Protocol):
+    """One run, cut into stages, as an :class:`Executor` sees it (``embedline.stages.RunPlan``).
+
+    Data flows one way: :meth:`windows` -> :meth:`prepare` -> :meth:`embed` -> :meth:`write`.
+    The stages return what they did (rows, and an outcome with counts and failures) instead of
+    changing shared objects; the executor hands every outcome to :meth:`record`, on the thread
+    that called :meth:`windows`, which turns them into the run's summary, the failure report and
+    ``on_error = "fail"``.
+    """
+
+    config: Any  # the bound pipeline (embedline.config.PipelineConfig): picklable
+    targets: Sequence[Any]  # one embedline.stages.Target per model: collection, identity, batch size
+
+    def windows(self) -> Iterator[Any]:
+        """The reader stage: read the source, route items to models, drop duplicates; yields
+        ``Window``s (a target index and items).  Not thread-safe: iterate it on one thread."""
+
+    def prepare(self, window: Any) -> Any:
+        """Skip ids already stored, then ``preprocess``: a ``Prepared`` window.  Safe on any thread."""
+
+    def embed(self, prepared: Any) -> Iterator[tuple[Any, Any]]:
+        """``embed`` a prepared window batch by batch: ``(Rows, Outcome)`` pairs.  Safe on any thread
+        that may use the model (one at a time per model)."""
+
+    def write(self, rows: Any) -> None:
+        """Upsert rows into their collection.  Called from one writer thread at a time."""
+
+    def record(self, outcome: Any) -> None:
+        """Add an outcome to the run (counts, failures; raises on the first failure with
+        ``on_error = "fail"``).  Call it on the thread that iterates :meth:`windows`."""
+
+
+class Executor(abc.ABC):
+    """What the ``executor`` hook returns: it drives the stages of one run.
+
+    The built-in ``local`` executor reads on the calling thread, prepares windows on a thread pool,
+    embeds on the calling thread and writes on one writer thread.  Another executor may run the
+    same stages elsewhere (an actor pool per model, workers that write straight to a server),
+    provided every window from :meth:`Plan.windows` is prepared, embedded and written, and every
+    outcome reaches :meth:`Plan.record`.
+    """
+
+    @abc.abstractmethod
+    def run(self, plan: Plan) -> None:
+        """Run every stage of ``plan`` to the end; return when every row is written.  On an
+        exception (including KeyboardInterrupt) write what was embedded, then re-raise."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release workers and connections; called once after the last run."""
 
 
 @attrs.frozen
@@ -238,10 +400,16 @@ class PluginInfo:
     ``name`` or ``collection``, and the plugin's options, type-checked, defaults filled, secrets
     revealed) and raises ``ValueError("key: message")`` for what types cannot say (an index the
     store cannot build, two keys that exclude each other).  It runs at ``embedline check`` time.
+
+    ``duration`` (models whose :attr:`Model.segment` cuts files into windows): called as
+    ``duration(path, modality)``, returns the file's length in seconds, or raises ``ValueError``
+    with the reason (the item then fails alone).  It runs before the model is loaded (an unchanged
+    re-run never loads it), so it must be cheap and must not need the model.
     """
 
-    kind: str  # "model" or "store"
+    kind: str  # "model", "store" or "executor"
     modalities: tuple[str, ...] = ()
     options: Mapping[str, Option] = attrs.field(factory=dict)
     description: str = ""
     validate: Callable[[Mapping[str, Any]], None] | None = attrs.field(default=None, eq=False)
+    duration: Callable[[str, str], float] | None = attrs.field(default=None, eq=False)

@@ -20,8 +20,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from embedline.config import ModelSpec, StoreSpec
-    from embedline.contracts import Item, Model, VectorStore
+    from embedline.contracts import Executor, ExecutorSpec, Item, Model, ModelSpec, StoreSpec, VectorStore
 
 hookspec = pluggy.HookspecMarker("embedline")
 
@@ -36,7 +35,7 @@ def load_model(spec: ModelSpec) -> Model | None:
     """Load the model a ``[model]`` section describes and return it as a :class:`Model`.
 
     ``spec.name`` is the model source as the user wrote it; resolve it with
-    :func:`embedline.modelsource.resolve_model_source` (hub id, local folder or ``package:NAME``).
+    :func:`embedline.toolkit.resolve_model_source` (hub id, local folder or ``package:NAME``).
     ``spec.options`` holds the plugin's own keys, already type-checked against its ``plugin_info``,
     with defaults filled in.  Raise :class:`embedline.errors.ModelSourceError` when the model cannot
     be found, naming the source and how to point at a local copy.
@@ -88,4 +87,23 @@ def store(spec: StoreSpec) -> VectorStore | None:
     """
 
 
-HOOKS = ("load_model", "preprocess", "embed", "store")
+# ---------------------------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def executor(spec: ExecutorSpec) -> Executor | None:
+    """Return the :class:`~embedline.contracts.Executor` the ``[executor]`` section describes.
+
+    ``spec.options`` holds the plugin's own keys, type-checked against its ``plugin_info``
+    (``kind="executor"``).  The executor receives each run as a
+    :class:`~embedline.contracts.Plan` (the stages of :mod:`embedline.stages`) and drives them;
+    the built-in ``local`` executor (threads in this process) is used when a pipeline has no
+    ``[executor]`` section.  The core calls ``close()`` on the executor when the pipeline closes.
+
+    Called once per pipeline, on the plugin the section names.  Stops at first non-None result.
+    """
+
+
+HOOKS = ("load_model", "preprocess", "embed", "store", "executor")

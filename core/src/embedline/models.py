@@ -15,8 +15,10 @@ from typing import Any
 import attrs
 
 from embedline.config import ChunkSpec, ModelSpec, SourceSpec, bind_plugins, parse_config
-from embedline.contracts import Failed, Item, Model, describe_fingerprint, fingerprint_id
+from embedline.contracts import Failed, Item, Model, describe_fingerprint
 from embedline.errors import EmbedlineError, ItemError, PluginLoadError
+from embedline.fingerprints import model_identity
+from embedline.modalities import is_size_batched
 from embedline.plugins import PluginManager, get_plugin_manager
 
 #: Text items gathered before they are ordered by size and cut into batches of ``batch_size``
@@ -24,15 +26,6 @@ from embedline.plugins import PluginManager, get_plugin_manager
 #: transformer models.  Other modalities are decoded in ``preprocess`` and are gathered one batch
 #: at a time, which bounds memory.
 LENGTH_GROUP_ITEMS = 2048
-
-#: The fingerprint keys that decide whether two models make interchangeable vectors.  The plugin
-#: version and the path the weights were read from are recorded but do not count.
-IDENTITY_KEYS = ("plugin", "revision", "dim", "normalized", "settings", "segment")
-
-
-def model_identity(fingerprint: Mapping[str, Any]) -> str:
-    return fingerprint_id({k: fingerprint.get(k) for k in IDENTITY_KEYS})
-
 
 @attrs.define
 class Prepared:
@@ -242,7 +235,7 @@ class EmbeddingModel:
 
 def window_size(batch_size: int, modality: str) -> int:
     """How many items of ``modality`` are prepared together, then ordered by size into batches."""
-    if modality != "text":
+    if not is_size_batched(modality):
         return batch_size
     return max(batch_size, LENGTH_GROUP_ITEMS // batch_size * batch_size)
 
@@ -287,6 +280,6 @@ def load_model(spec: Mapping[str, Any] | ModelSpec, *, pm: PluginManager | None 
     """Load one model from a ``[model]``-style dict, e.g. ``{"plugin": "minilm", "name": "..."}``."""
     pm = pm or get_plugin_manager()
     if not isinstance(spec, ModelSpec):
-        config = bind_plugins(parse_config({"model": dict(spec)}, origin="<model>"), pm)
+        config = bind_plugins(parse_config({"model": dict(spec), "store": {"plugin": "memory"}}, origin="<model>"), pm)
         spec = config.models[0]
     return EmbeddingModel.load(pm, spec)

@@ -11,6 +11,7 @@ Environment:
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as md
 import os
 from collections.abc import Iterable
@@ -23,6 +24,9 @@ from embedline.contracts import PluginInfo
 from embedline.errors import PluginLoadError, PluginNotFoundError
 
 ENTRY_POINT_GROUP = "embedline"
+#: Plugins that ship with the core, registered before entry points (so an installed plugin of the
+#: same name cannot shadow them).  Each module is cheap to import and has a ``name``.
+BUILTIN_PLUGINS = ("embedline.local", "embedline.memory")
 ENV_DISABLE_AUTOLOAD = "EMBEDLINE_DISABLE_PLUGIN_AUTOLOAD"
 ENV_PLUGINS = "EMBEDLINE_PLUGINS"
 ENV_BLOCK = "EMBEDLINE_BLOCK_PLUGINS"
@@ -46,6 +50,10 @@ class PluginManager(pluggy.PluginManager):
         self.blocked = set(blocked)
         self.allowed = set(allowed)  # entry points loadable even when autoload is off
         self._callers: dict[tuple[str, str], Any] = {}
+        for module_name in BUILTIN_PLUGINS:
+            module = importlib.import_module(module_name)
+            if module.name not in self.blocked:
+                self.register(module, name=module.name)
 
     # -- discovery ---------------------------------------------------------------------------
 

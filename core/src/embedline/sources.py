@@ -25,53 +25,7 @@ import attrs
 from embedline.config import ChunkSpec, SourceSpec
 from embedline.contracts import Item
 from embedline.errors import ItemError
-
-# ---------------------------------------------------------------------------------------------
-# Content sniffing: the modality comes from the bytes, not the file name.
-# ---------------------------------------------------------------------------------------------
-
-_MAGIC: Sequence[tuple[int, bytes, str]] = (
-    (0, b"\x89PNG\r\n\x1a\n", "image"),
-    (0, b"\xff\xd8\xff", "image"),
-    (0, b"GIF87a", "image"),
-    (0, b"GIF89a", "image"),
-    (0, b"BM", "image"),
-    (0, b"II*\x00", "image"),
-    (0, b"MM\x00*", "image"),
-    (0, b"fLaC", "audio"),
-    (0, b"OggS", "audio"),
-    (0, b"ID3", "audio"),
-    (0, b"\x1aE\xdf\xa3", "video"),  # Matroska / WebM
-)
-
-
-def sniff_modality(head: bytes) -> str | None:
-    """``text``, ``image``, ``audio``, ``video``, or None for binary data we do not know."""
-    if head[:4] == b"RIFF" and len(head) >= 12:
-        return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "audio" if head[8:12] in (b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B ") else "video"
-    for offset, magic, modality in _MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            # "BM" is also how plenty of text starts; require a plausible BMP header size field.
-            if magic == b"BM" and not (len(head) >= 18 and head[14] in (12, 40, 52, 56, 64, 108, 124)):
-                continue
-            return modality
-    if _mp3_frame(head):
-        return "audio"
-    if b"\x00" in head:
-        return None
-    return "text"
-
-
-def _mp3_frame(head: bytes) -> bool:
-    """An MPEG audio layer III frame header (an MP3 without ID3 tag); strict, text must not match."""
-    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
-        return False
-    version, layer = (head[1] >> 3) & 0x3, (head[1] >> 1) & 0x3
-    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 0x3
-    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
-
+from embedline.modalities import sniff_modality
 
 # ---------------------------------------------------------------------------------------------
 # Globs: ``**`` crosses folders, ``*`` and ``?`` do not.

@@ -4,12 +4,19 @@
 * :class:`FakeTextModel` — a deterministic text model plugin (hashed bag of words, no weights):
   similar texts get similar vectors, and it counts what it embeds.
 * :func:`lite_store` — a ``[store]`` section for a Milvus Lite file in a temporary folder.
+* :func:`memory_store` — a ``[store]`` section for the built-in ``memory`` store, saved in a folder.
+* :class:`StoreConformance` — the store conformance suite: subclass it in a store plugin's tests.
 * :func:`load_plugin_model` — load a model through its plugin exactly as a pipeline does.
+* :func:`model_plugin_fixtures` — ``offline_hub``, ``pm`` and ``load``: what a model plugin's
+  ``conftest.py`` starts from; :func:`import_cost` — the heavy libraries importing a plugin pulls in.
 * :func:`read_sts_pairs` — scored sentence pairs from an STS-benchmark TSV file.
 * :func:`write_plugin_distribution` — a real installed-looking distribution (``.dist-info`` with an
   entry point) in a folder, to test entry-point discovery without pip.
-* ``build_tiny_sentence_transformer`` / ``build_tiny_static_model`` (from :mod:`embedline.tinymodels`)
-  — tiny random-weight models saved to a folder, loadable by the real loading code.
+* :func:`word_vocabulary` — special tokens, common English words and punctuation: a whole-word
+  vocabulary for the tokenizer of a tiny test model.
+
+Tiny random-weight models for a plugin's own library come with that plugin, in
+``embedline_<plugin>.testing`` (``embedline_minilm.testing.build_tiny_sentence_transformer``, ...).
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ from embedline.plugins import PluginManager
 
 __all__ = [
     "FakeTextModel",
-    "build_tiny_sentence_transformer",
-    "build_tiny_static_model",
+    "StoreConformance",
     "fresh_plugin_manager",
+    "import_cost",
     "lite_store",
     "load_plugin_model",
+    "memory_store",
+    "model_plugin_fixtures",
     "read_sts_pairs",
+    "word_vocabulary",
     "write_plugin_distribution",
 ]
 
@@ -129,7 +139,8 @@ def load_plugin_model(
 
     pm = pm or fresh_plugin_manager()
     section = {"plugin": plugin, **({"name": name} if name is not None else {}), **keys}
-    config = bind_plugins(parse_config({"model": section}, origin="<test>", base_dir=base_dir), pm)
+    data = {"model": section, "store": {"plugin": "memory"}}  # a model alone: bind no database plugin
+    config = bind_plugins(parse_config(data, origin="<test>", base_dir=base_dir), pm)
     return EmbeddingModel.load(pm, config.models[0]).model
 
 
@@ -156,6 +167,16 @@ def lite_store(folder: str | os.PathLike[str], collection: str = "test", **optio
     return {"plugin": "milvus", "collection": collection, "uri": str(Path(folder) / "test.db"), **options}
 
 
+def memory_store(
+    folder: str | os.PathLike[str] | None = None, collection: str = "test", **options: Any
+) -> dict[str, Any]:
+    """A ``[store]`` section for the built-in ``memory`` store, saved to ``vectors.npz`` in ``folder``
+    when the store closes (so a second pipeline on the same folder sees the rows), or kept in
+    memory only when ``folder`` is None."""
+    saved = {"path": str(Path(folder) / "vectors.npz")} if folder is not None else {}
+    return {"plugin": "memory", "collection": collection, **saved, **options}
+
+
 def write_plugin_distribution(
     root: str | os.PathLike[str], name: str, module_source: str, *, version: str = "0.0.1", module: str | None = None
 ) -> Path:
@@ -175,9 +196,115 @@ def write_plugin_distribution(
     return root
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("build_tiny_sentence_transformer", "build_tiny_static_model"):
-        from embedline import tinymodels
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
-        return getattr(tinymodels, name)
+# Enough everyday English that short test sentences are mostly in-vocabulary.
+COMMON_WORDS = tuple(
+    """
+    the be to of and a in that have i it for not on with he as you do at this but his by from they we
+    say her she or an will my one all would there their what so up out if about who get which go me when
+    make can like time no just him know take people into year your good some could them see other than then
+    now look only come its over think also back after use two how our work first well way even new want
+    because any these give day most us is are was were has had been did does said made went got
+    man woman child children dog dogs cat cats horse bird fish car cars bus train plane boat house home
+    city street road river sea water tree trees field park table chair door window book books room food
+    bread cheese apple music song guitar piano ball game team player players school student students
+    teacher doctor police market money price world country government president minister news report
+    red blue green black white brown small big large little old young long short high low hot cold
+    happy sad fast slow open close run runs running walk walks walking sit sits sitting stand stands
+    standing eat eats eating drink play plays playing read reads reading write talk talks cook cooks
+    ride rides riding swim swims jump jumps fly flies sleep sleeps sing sings dance dances wear wears
+    down near under between across through while before again very more less
+    much many each every another same different today yesterday tomorrow morning night week month
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+
+
+def word_vocabulary() -> list[str]:
+    """:data:`SPECIAL_TOKENS`, then :data:`COMMON_WORDS` (lower case, once each), then ``. , ! ? ' -``.
+
+    The vocabulary of the whole-word tokenizers of the tiny text models the plugins build for their
+    tests (``embedline_minilm.testing``, ``embedline_model2vec.testing``): a token's id is its index.
+    """
+    words = list(dict.fromkeys(w.lower() for w in COMMON_WORDS))
+    return [*SPECIAL_TOKENS, *words, ".", ",", "!", "?", "'", "-"]
+
+
+#: Libraries a plugin module must not import when it is imported (listing plugins stays fast).
+HEAVY_MODULES = (
+    "torch", "transformers", "sentence_transformers", "model2vec", "tokenizers", "pymilvus",
+    "PIL", "av", "soundfile", "soxr", "ctranslate2", "numpy",
+)
+
+
+def import_cost(plugin: str, heavy: Sequence[str] = HEAVY_MODULES) -> tuple[list[str], float]:
+    """Import plugin ``plugin`` and read its ``plugin_info`` in a fresh interpreter, as
+    ``embedline plugins`` does: which of ``heavy`` got imported, and how many seconds it took."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, time\n"
+        "t = time.perf_counter()\n"
+        "from embedline.plugins import get_plugin_manager\n"
+        f"get_plugin_manager().info({plugin!r})\n"
+        f"heavy = [m for m in {tuple(heavy)!r} if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy, 'seconds': time.perf_counter() - t}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = json.loads(done.stdout)
+    return out["heavy"], out["seconds"]
+
+
+def model_plugin_fixtures(plugin: str, *, default: str | None = None, device: str | None = "cpu") -> tuple[Any, Any, Any]:
+    """The fixtures every model plugin's tests start from, for its ``conftest.py``::
+
+        offline_hub, pm, load = model_plugin_fixtures("clip", default="tiny_clip")
+
+    ``offline_hub`` (autouse) sets ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``, so a hub id fails
+    at once instead of retrying for a minute; ``pm`` is a session-wide :func:`fresh_plugin_manager`;
+    ``load(name=None, **keys)`` loads a model through the plugin exactly as a pipeline does (keys
+    as in a ``[model]`` section; ``options={...}`` merged in), with ``device`` unless given, and
+    the path the fixture named ``default`` returns when ``name`` is None (else the plugin's
+    default model).
+    """
+    import pytest
+
+    @pytest.fixture(autouse=True, name="offline_hub")
+    def offline_hub(monkeypatch: Any) -> None:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+    @pytest.fixture(scope="session", name="pm")
+    def pm() -> PluginManager:
+        return fresh_plugin_manager()
+
+    @pytest.fixture(name="load")
+    def load(pm: PluginManager, tmp_path: Path, request: Any) -> Any:
+        fallback = str(request.getfixturevalue(default)) if default else None
+
+        def load(name: str | os.PathLike[str] | None = None, **keys: Any) -> Model:
+            keys = {**keys.pop("options", {}), **keys}
+            if device is not None:
+                keys.setdefault("device", device)
+            source = fallback if name is None else str(name)
+            return load_plugin_model(plugin, source, pm=pm, base_dir=tmp_path, **keys)
+
+        return load
+
+    return offline_hub, pm, load
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StoreConformance":  # imports pytest and numpy: only for the tests that use it
+        import sys
+
+        if "embedline._store_suite" not in sys.modules:
+            import pytest
+
+            pytest.register_assert_rewrite("embedline._store_suite")  # plain asserts, pytest's messages
+        from embedline._store_suite import StoreConformance
+
+        return StoreConformance
     raise AttributeError(f"module 'embedline.testing' has no attribute {name!r}")

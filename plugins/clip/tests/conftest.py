@@ -6,39 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedline.testing import fresh_plugin_manager, load_plugin_model
+from embedline.testing import model_plugin_fixtures
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "horse", "camera", "coins", "logo")
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    # Without these a hub id spends ~78 s in retries before failing.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+offline_hub, pm, load = model_plugin_fixtures("clip", default="tiny_clip")
 
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
-    from embedline.tinymodels import build_tiny_clip
+    from embedline_clip.testing import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "clip")
-
-
-@pytest.fixture(scope="session")
-def pm():
-    return fresh_plugin_manager()
-
-
-@pytest.fixture
-def load(pm, tmp_path, tiny_clip):
-    """Load the tiny CLIP (or ``name``) through the plugin manager exactly as a pipeline does."""
-
-    def load(name: str | None = None, **keys):
-        keys.setdefault("device", "cpu")
-        return load_plugin_model("clip", str(tiny_clip) if name is None else name, pm=pm, base_dir=tmp_path, **keys)
-
-    return load
 
 
 @pytest.fixture(scope="session")

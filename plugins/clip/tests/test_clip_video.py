@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from embedline.contracts import Item
-from embedline.media.video import sample_frames
+from embedline_media.video import sample_frames
 from embedline.pipeline import Pipeline
 from embedline.testing import lite_store
 

@@ -74,3 +74,22 @@ def test_importing_the_plugin_does_not_import_pymilvus():
     code = "import embedline_milvus, sys; assert 'pymilvus' not in sys.modules, 'pymilvus imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "store,message",
+    [
+        ({"collection": "my-docs"}, "store.collection: 'my-docs' is not a valid Milvus collection name"),
+        ({"uri": "data/x.db", "index": "IVF_PQ"}, "store.index: Milvus Lite cannot build IVF_PQ"),
+        ({"metric": "HAMMING"}, "store.metric: expected one of 'COSINE', 'IP', 'L2', got 'HAMMING'"),
+    ],
+)
+def test_a_pipeline_naming_the_store_gets_the_key_at_fault(store, message):
+    from embedline.config import bind_plugins, parse_config
+    from embedline.errors import ConfigError
+    from embedline.testing import FakeTextModel, fresh_plugin_manager
+
+    config = parse_config({"model": {"plugin": "fake"}, "store": {"plugin": "milvus", **store}}, origin="bad.toml")
+    with pytest.raises(ConfigError) as err:
+        bind_plugins(config, fresh_plugin_manager(FakeTextModel()))
+    assert str(err.value).startswith(f"bad.toml: {message}")

@@ -5,41 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from embedline.plugins import get_plugin_manager
-from embedline.testing import load_plugin_model, read_sts_pairs
+from embedline.testing import model_plugin_fixtures, read_sts_pairs
 
 STSB = Path(__file__).resolve().parents[3].parent / "shared/data/stsb/sts-dev.tsv"
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    # Without these a hub id spends ~78 s in retries before failing.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+offline_hub, pm, load = model_plugin_fixtures("minilm")
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
-    from embedline.tinymodels import build_tiny_sentence_transformer
+    from embedline_minilm.testing import build_tiny_sentence_transformer
 
     return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny") / "st", dim=32, seed=0)
-
-
-@pytest.fixture(scope="session")
-def pm():
-    return get_plugin_manager()
-
-
-@pytest.fixture
-def load(pm, tmp_path):
-    """Load a model through the plugin manager exactly as a pipeline does."""
-
-    def load(name: str | None, **fields):
-        fields = {**fields.pop("options", {}), **fields}
-        fields.setdefault("device", "cpu")
-        return load_plugin_model("minilm", name, pm=pm, base_dir=tmp_path, **fields)
-
-    return load
 
 
 @pytest.fixture(scope="session")

@@ -6,43 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embedline.testing import fresh_plugin_manager, load_plugin_model
+from embedline.testing import model_plugin_fixtures
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    # Without these a hub id spends ~78 s in retries before failing.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+offline_hub, pm, load = model_plugin_fixtures("perceiver")
 
 
 @pytest.fixture(scope="session")
 def tiny_perceiver(tmp_path_factory) -> Path:
     """16 px frames, 2 frames per window, 64 audio samples per frame, 16 latents of 32."""
-    from embedline.tinymodels import build_tiny_perceiver
+    from embedline_perceiver.testing import build_tiny_perceiver
 
     return build_tiny_perceiver(tmp_path_factory.mktemp("tiny") / "perceiver")
-
-
-@pytest.fixture(scope="session")
-def pm():
-    return fresh_plugin_manager()
-
-
-@pytest.fixture
-def load(pm, tmp_path):
-    def load(name, **keys):
-        keys.setdefault("device", "cpu")
-        return load_plugin_model("perceiver", str(name), pm=pm, base_dir=tmp_path, **keys)
-
-    return load
 
 
 @pytest.fixture(scope="session")
 def make_video():
     """``make_video(path, seconds, fps=10, tone=440, size=(48, 64))``: a square sweeping over a
     coloured background (the colour shifts over time), with a sine tone unless ``tone`` is None."""
-    from embedline.media.video import write_video
+    from embedline_media.video import write_video
 
     def make_video(path, seconds: float, fps: float = 10, tone: float | None = 440, size=(48, 64), hue: int = 0):
         count = int(round(seconds * fps))

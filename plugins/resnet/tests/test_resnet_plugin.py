@@ -5,9 +5,6 @@ No test here needs real weights (none exist offline), so none is marked integrat
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +14,7 @@ import pytest
 from embedline.contracts import Failed, Item
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.pipeline import Pipeline
-from embedline.testing import lite_store
+from embedline.testing import import_cost, lite_store
 
 
 def image_items(folder, names):
@@ -34,18 +31,8 @@ def run_hooks(pm, model, items, mode="document"):
 
 
 def test_importing_the_plugin_loads_no_heavy_library():
-    code = (
-        "import json, sys, time\n"
-        "t = time.perf_counter()\n"
-        "import embedline_resnet\n"
-        "from embedline.plugins import get_plugin_manager\n"
-        "get_plugin_manager().info('resnet')\n"
-        "heavy = [m for m in ('torch', 'transformers', 'PIL', 'av') if m in sys.modules]\n"
-        "print(json.dumps({'heavy': heavy, 'seconds': time.perf_counter() - t}))\n"
-    )
-    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert out["heavy"] == []
-    assert out["seconds"] < 1.0
+    heavy, _ = import_cost("resnet")
+    assert heavy == []
 
 
 def test_plugin_info():
@@ -303,7 +290,7 @@ def test_asking_resnet_for_text_fails_at_check_time(tmp_path, capsys):
 def test_routing_texts_to_minilm_and_images_to_resnet(tmp_path, tiny_resnet, good_images, pm):
     import shutil
 
-    from embedline.tinymodels import build_tiny_sentence_transformer
+    minilm_testing = pytest.importorskip("embedline_minilm.testing", reason="routes texts to the minilm plugin")
 
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -312,7 +299,7 @@ def test_routing_texts_to_minilm_and_images_to_resnet(tmp_path, tiny_resnet, goo
     shutil.copy(good_images[0] / "palette.png", folder / "actually-an-image.txt")  # bytes decide, not the name
     (folder / "a.txt").write_text("the cat sits on the table\n\nthe dog runs in the park")
     (folder / "b.md").write_text("a red car near the river")
-    minilm = build_tiny_sentence_transformer(tmp_path / "st", dim=32)
+    minilm = minilm_testing.build_tiny_sentence_transformer(tmp_path / "st", dim=32)
     config = {
         "source": {"path": "mixed"},
         "models": [
@@ -332,14 +319,3 @@ def test_routing_texts_to_minilm_and_images_to_resnet(tmp_path, tiny_resnet, goo
         assert image_hits[0].uri == "mixed/actually-an-image.txt"
         text_hits = pipeline.search("a cat on a table", k=3)
         assert {h.modality for h in text_hits} == {"text"}
-
-
-def test_frames_are_batched_without_a_copy_when_they_can_be():
-    from embedline.media.frames import _stacked
-
-    batch = np.random.default_rng(0).random((5, 3, 4, 4), dtype=np.float32)
-    rows = [f for x in (batch[0:1], batch[1:3], batch[3:5]) for f in x]  # as preprocess hands them out
-    assert np.shares_memory(_stacked(rows[1:4]), batch) and np.array_equal(_stacked(rows[1:4]), batch[1:4])
-    apart = _stacked([rows[0], rows[2]])  # not consecutive: copied
-    assert not np.shares_memory(apart, batch) and np.array_equal(apart, batch[[0, 2]])
-    assert _stacked([np.ones((3, 4, 4), np.float32)] * 2).shape == (2, 3, 4, 4)

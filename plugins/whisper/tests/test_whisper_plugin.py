@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from embedline.contracts import Failed, Item
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.media.audio import write_audio
 from embedline.pipeline import EmbeddingModel
+from embedline.testing import import_cost
+from embedline_media.audio import write_audio
 
 
 def audio_item(path, start=None, end=None) -> Item:
@@ -21,16 +19,8 @@ def audio_item(path, start=None, end=None) -> Item:
 
 
 def test_importing_the_plugin_loads_no_heavy_library():
-    code = (
-        "import json, sys\n"
-        "import embedline_whisper\n"
-        "from embedline.plugins import get_plugin_manager\n"
-        "get_plugin_manager().info('whisper')\n"
-        "heavy = ('torch', 'transformers', 'soundfile', 'av', 'soxr', 'ctranslate2', 'numpy')\n"
-        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == []
+    heavy, _ = import_cost("whisper")
+    assert heavy == []
 
 
 def test_load_describes_the_model(load, tiny_whisper):

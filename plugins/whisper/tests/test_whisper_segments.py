@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from embedline.media.audio import write_audio
+from embedline_media.audio import write_audio
 from embedline.pipeline import Pipeline
 from embedline.testing import lite_store
 

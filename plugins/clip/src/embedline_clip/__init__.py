@@ -8,11 +8,12 @@ happens in ``_backend``, imported inside the hooks, so listing plugins never pay
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
-from embedline import hookimpl
+
 from embedline.contracts import PluginInfo
-from embedline.media.frames import VIDEO_OPTIONS, validate_video_options
+from embedline.toolkit import model_hooks
+from embedline_media import duration as media_duration
+from embedline_media.frames import VIDEO_OPTIONS, validate_video_options
 
 __version__ = "0.1.0"
 
@@ -23,25 +24,8 @@ plugin_info = PluginInfo(
     options=dict(VIDEO_OPTIONS),
     description="CLIP images and texts in one space (default openai/clip-vit-base-patch32, 512-d); video as mean of frames",
     validate=validate_video_options,
+    duration=media_duration,
 )
 
 
-@hookimpl
-def load_model(spec):
-    from embedline_clip import _backend
-
-    return _backend.load(spec)
-
-
-@hookimpl
-def preprocess(model, items: Sequence, mode: str):
-    from embedline_clip import _backend
-
-    return _backend.preprocess(model, items, mode)
-
-
-@hookimpl
-def embed(model, inputs: Sequence, mode: str):
-    from embedline_clip import _backend
-
-    return _backend.embed(model, inputs, mode)
+load_model, preprocess, embed = model_hooks("embedline_clip._backend")

@@ -15,10 +15,9 @@ from typing import Any
 import attrs
 import numpy as np
 from embedline.contracts import Failed, Item, Model
-from embedline.devices import resolve_device
 from embedline.errors import ModelSourceError
-from embedline.media.frames import describe_processor, embed_frames, preprocess_items, video_settings
-from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source
+from embedline.toolkit import ResolvedSource, pin_downloaded, resolve_device, resolve_model_source
+from embedline_media.frames import describe_processor, embed_frames, preprocess_items, video_settings
 
 from embedline_clip import plugin_info
 

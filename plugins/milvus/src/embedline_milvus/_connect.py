@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from embedline.config import StoreSpec
+from embedline.contracts import StoreSpec
 from embedline.errors import StoreError
 from pymilvus import MilvusClient, MilvusException
 

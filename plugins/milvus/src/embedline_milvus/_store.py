@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from embedline.config import StoreSpec
-from embedline.contracts import Hit, Record, VectorStore
+from embedline.contracts import Hit, Record, StoreSpec, VectorStore
 from embedline.errors import StoreError
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from embedline_milvus._connect import Connection, connect, option
+from embedline_milvus._filter import literal, milvus_expression
 from embedline_milvus._options import COLLECTION_NAME
 
 FINGERPRINT_KEY = "embedline.fingerprint"
@@ -38,7 +39,9 @@ class MilvusStore(VectorStore):
         self._batch = option(spec, "write_batch_size")
         self._text_max = option(spec, "text_max_length")
         self._dims: dict[str, int] = {}
+        self._metrics: dict[str, str] = {}  # the metric each collection's index was built with
         self._loaded: set[str] = set()
+        self._load_lock = threading.Lock()  # worker threads may all find a collection unloaded
 
     @classmethod
     def open(cls, spec: StoreSpec) -> MilvusStore:
@@ -98,6 +101,7 @@ class MilvusStore(VectorStore):
                 properties={FINGERPRINT_KEY: json.dumps(dict(fingerprint), sort_keys=True, default=str)},
             )
         self._dims[collection] = dim
+        self._metrics[collection] = self._metric
         self._loaded.add(collection)  # created with an index, Milvus loads it right away
 
     def _schema(self, dim: int):
@@ -122,7 +126,7 @@ class MilvusStore(VectorStore):
                 # Filter on the primary key only and compare the model here: adding
                 # `and model == ...` makes Milvus Lite scan the collection (1.9 s per call at 50k rows,
                 # against 3-7 ms for the key lookup).
-                expr = f"id in [{', '.join(map(_literal, chunk))}]"
+                expr = f"id in [{', '.join(map(literal, chunk))}]"
                 rows = self.client.query(collection, filter=expr, output_fields=["model"], consistency_level="Strong")
                 found.update(row["id"] for row in rows if row.get("model") == model)
         return found
@@ -155,7 +159,9 @@ class MilvusStore(VectorStore):
             "model": record.model,
         }
 
-    def search(self, collection: str, vectors: np.ndarray, k: int, filter: str | None = None) -> list[list[Hit]]:
+    def search(self, collection: str, vectors: np.ndarray, k: int, filter: Any = None) -> list[list[Hit]]:
+        """``filter``: a portable ``Filter`` (translated), a ``Native`` Milvus expression (as is)."""
+        expression = milvus_expression(filter)
         queries = np.asarray(vectors, dtype=np.float32)
         if queries.ndim == 1:
             queries = queries.reshape(1, -1)
@@ -167,19 +173,20 @@ class MilvusStore(VectorStore):
         if queries.shape[1] != dim:  # Milvus Lite fails with an empty message here, so check first
             raise _dim_mismatch(collection, dim, queries.shape[1])
         params = self._search_params if "params" in self._search_params else {"params": self._search_params}
-        what = f"searching collection {collection!r}" + (f" with filter {filter!r}" if filter else "")
-        with self._failing(collection, what, expression=filter):
+        what = f"searching collection {collection!r}" + (f" with filter {expression!r}" if expression else "")
+        with self._failing(collection, what, expression=expression):
             self._ensure_loaded(collection)
             # One call for all queries: each search call has a fixed cost that grows with the collection.
             results = self.client.search(
                 collection,
                 data=queries.tolist(),
                 limit=k,
-                filter=filter or "",
+                filter=expression,
                 output_fields=OUTPUT_FIELDS,
                 search_params=params,
             )
-        return [[_hit(h) for h in hits] for hits in results]
+        sign = -1.0 if self._metric_of(collection) == "L2" else 1.0  # higher is closer: negate L2 distances
+        return [[_hit(h, sign) for h in hits] for hits in results]
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         with self._failing(collection, f"deleting from collection {collection!r}", missing_ok=True):
@@ -236,10 +243,21 @@ class MilvusStore(VectorStore):
         """A collection reopened from disk (Lite) or released (server) must be loaded before queries."""
         if collection in self._loaded:
             return
-        state = self.client.get_load_state(collection).get("state")
-        if getattr(state, "name", str(state)) != "Loaded":
-            self.client.load_collection(collection)
-        self._loaded.add(collection)
+        with self._load_lock:
+            if collection in self._loaded:
+                return
+            state = self.client.get_load_state(collection).get("state")
+            if getattr(state, "name", str(state)) != "Loaded":
+                self.client.load_collection(collection)
+            self._loaded.add(collection)
+
+    def _metric_of(self, collection: str) -> str:
+        """The metric fixed when ``collection`` was created (the ``metric`` option may differ now)."""
+        if collection not in self._metrics:
+            with self._failing(collection, f"reading the index of collection {collection!r}"):
+                info = self.client.describe_index(collection, index_name="vector") or {}
+            self._metrics[collection] = str(info.get("metric_type") or self._metric).upper()
+        return self._metrics[collection]
 
     @contextmanager
     def _failing(
@@ -267,11 +285,11 @@ class MilvusStore(VectorStore):
 # -- pure helpers ------------------------------------------------------------------------------------
 
 
-def _hit(hit: Mapping[str, Any]) -> Hit:
+def _hit(hit: Mapping[str, Any], sign: float = 1.0) -> Hit:
     entity = hit.get("entity") or {}
     return Hit(
         id=str(hit["id"]),
-        score=float(hit["distance"]),
+        score=sign * float(hit["distance"]),
         uri=entity.get("uri") or "",
         modality=entity.get("modality") or "",
         chunk=int(entity.get("chunk") or 0),
@@ -301,11 +319,6 @@ def _clip_utf8(text: str, max_bytes: int) -> str:
     if len(data) <= max_bytes:
         return text
     return data[:max_bytes].decode("utf-8", errors="ignore")  # drops only the cut character's bytes
-
-
-def _literal(value: str) -> str:
-    """A Milvus string literal.  Non-ASCII stays as is: Milvus Lite rejects \\u escapes."""
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _one_line(message: str, expression: str | None = None) -> str:

@@ -6,11 +6,11 @@ The default is all-MiniLM-L6-v2 (384-d).  This module only declares the plugin; 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from embedline import hookimpl
 from embedline.contracts import Option, PluginInfo
+from embedline.toolkit import model_hooks
 
 __version__ = "0.1.0"
 
@@ -40,22 +40,4 @@ plugin_info = PluginInfo(
 )
 
 
-@hookimpl
-def load_model(spec):
-    from embedline_minilm import _backend
-
-    return _backend.load(spec)
-
-
-@hookimpl
-def preprocess(model, items: Sequence, mode: str):
-    from embedline_minilm import _backend
-
-    return _backend.preprocess(model, items, mode)
-
-
-@hookimpl
-def embed(model, inputs: Sequence, mode: str):
-    from embedline_minilm import _backend
-
-    return _backend.embed(model, inputs, mode)
+load_model, preprocess, embed = model_hooks("embedline_minilm._backend")

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
-from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source
+from embedline.toolkit import ResolvedSource, pin_downloaded, resolve_device, resolve_model_source
 
 DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_HINT = (

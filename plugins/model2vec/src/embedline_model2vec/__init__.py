@@ -7,11 +7,11 @@ happens in ``_backend``, imported inside the hooks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from embedline import hookimpl
 from embedline.contracts import Option, PluginInfo
+from embedline.toolkit import model_hooks
 
 __version__ = "0.1.0"
 
@@ -50,22 +50,4 @@ plugin_info = PluginInfo(
 )
 
 
-@hookimpl
-def load_model(spec):
-    from embedline_model2vec import _backend
-
-    return _backend.load(spec)
-
-
-@hookimpl
-def preprocess(model, items: Sequence, mode: str):
-    from embedline_model2vec import _backend
-
-    return _backend.preprocess(model, items, mode)
-
-
-@hookimpl
-def embed(model, inputs: Sequence, mode: str):
-    from embedline_model2vec import _backend
-
-    return _backend.embed(model, inputs, mode)
+load_model, preprocess, embed = model_hooks("embedline_model2vec._backend")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.modelsource import pin_downloaded, resolve_model_source, weights_hash
+from embedline.toolkit import pin_downloaded, resolve_model_source, weights_hash
 
 DEFAULT_NAME = "minishlab/potion-base-8M"
 OFFLINE_HINT = (

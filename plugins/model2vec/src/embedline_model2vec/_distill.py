@@ -15,9 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from embedline.devices import parse_device, resolve_device
 from embedline.errors import ModelSourceError
-from embedline.modelsource import ResolvedSource, resolve_model_source
+from embedline.toolkit import ResolvedSource, parse_device, resolve_device, resolve_model_source
 
 MARKER = "embedline-distill.json"  # written last: a folder without it is not a finished model
 MINILM_HINT = (

@@ -11,11 +11,12 @@ so listing plugins never imports torch, transformers or PyAV.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from embedline import hookimpl
 from embedline.contracts import Option, PluginInfo
+from embedline.toolkit import model_hooks
+from embedline_media import duration as media_duration
 
 __version__ = "0.1.0"
 
@@ -53,25 +54,8 @@ plugin_info = PluginInfo(
     },
     description="DeepMind multimodal Perceiver IO video+audio embeddings (deepmind/multimodal-perceiver, 512-d)",
     validate=_validate,
+    duration=media_duration,
 )
 
 
-@hookimpl
-def load_model(spec):
-    from embedline_perceiver import _backend
-
-    return _backend.load(spec)
-
-
-@hookimpl
-def preprocess(model, items: Sequence, mode: str):
-    from embedline_perceiver import _backend
-
-    return _backend.preprocess(model, items, mode)
-
-
-@hookimpl
-def embed(model, inputs: Sequence, mode: str):
-    from embedline_perceiver import _backend
-
-    return _backend.embed(model, inputs, mode)
+load_model, preprocess, embed = model_hooks("embedline_perceiver._backend")

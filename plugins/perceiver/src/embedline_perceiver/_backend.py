@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
-from embedline.devices import parse_device, resolve_device
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.modelsource import resolve_model_source
+from embedline.toolkit import parse_device, resolve_device, resolve_model_source
 
 from embedline_perceiver._clips import Clip, Layout, read_clip
 
@@ -27,7 +26,7 @@ WINDOWS_PER_PASS = 4  # model windows per forward pass: one 224 px window is ~10
 
 
 def _device(requested: str, key: str) -> str:
-    """The core's device rules (:func:`embedline.devices.resolve_device`), less mps: ``auto`` never picks it."""
+    """The core's device rules (:func:`embedline.toolkit.resolve_device`), less mps: ``auto`` never picks it."""
     if parse_device(requested, key)[0] == "mps":
         raise ConfigError("device 'mps' is not available on this machine; use \"auto\" or \"cpu\"", key=f"{key}.device")
     device = resolve_device(requested, key)
@@ -139,8 +138,8 @@ class _Encoder:
 def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    from embedline.media import MediaError
-    from embedline.media.video import video_duration
+    from embedline_media import MediaError
+    from embedline_media.video import video_duration
 
     layout: Layout = model.state["layout"]
     out: list[Any] = []

@@ -59,8 +59,8 @@ def window_starts(start: float, end: float, window: float) -> list[float]:
 
 def read_clip(path: str, start: float, end: float, layout: Layout) -> Clip:
     """Frames and audio of the windows covering ``[start, end)``; raises ``MediaError``."""
-    from embedline.media.audio import NoAudioStream
-    from embedline.media.video import frames_at
+    from embedline_media.audio import NoAudioStream
+    from embedline_media.video import frames_at
 
     starts = window_starts(start, end, layout.seconds)
     times = np.array([s + k / layout.fps for s in starts for k in range(layout.num_frames)])
@@ -86,8 +86,8 @@ def read_clip(path: str, start: float, end: float, layout: Layout) -> Clip:
 
 def _sound(path: str, start: float, end: float, rate: int) -> np.ndarray:
     """The soundtrack of ``[start, end)``; silence where the audio stream has already ended."""
-    from embedline.media import MediaError
-    from embedline.media.audio import EmptyWindow, NoAudioStream, load_audio
+    from embedline_media import MediaError
+    from embedline_media.audio import EmptyWindow, NoAudioStream, load_audio
 
     try:
         return load_audio(path, start, end, sample_rate=rate, allow_silence=True)

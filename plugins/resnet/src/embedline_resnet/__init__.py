@@ -9,12 +9,13 @@ the work happens in ``_backend``, imported inside the hooks, so listing plugins 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from embedline import hookimpl
 from embedline.contracts import Option, PluginInfo
-from embedline.media.frames import VIDEO_OPTIONS, validate_video_options
+from embedline.toolkit import model_hooks
+from embedline_media import duration as media_duration
+from embedline_media.frames import VIDEO_OPTIONS, validate_video_options
 
 __version__ = "0.1.0"
 
@@ -46,25 +47,8 @@ plugin_info = PluginInfo(
     },
     description="ResNet-50 and other image backbones (default microsoft/resnet-50, 2048-d); video as mean of frames",
     validate=_validate,
+    duration=media_duration,
 )
 
 
-@hookimpl
-def load_model(spec):
-    from embedline_resnet import _backend
-
-    return _backend.load(spec)
-
-
-@hookimpl
-def preprocess(model, items: Sequence, mode: str):
-    from embedline_resnet import _backend
-
-    return _backend.preprocess(model, items, mode)
-
-
-@hookimpl
-def embed(model, inputs: Sequence, mode: str):
-    from embedline_resnet import _backend
-
-    return _backend.embed(model, inputs, mode)
+load_model, preprocess, embed = model_hooks("embedline_resnet._backend")

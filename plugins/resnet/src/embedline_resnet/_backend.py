@@ -13,10 +13,9 @@ from typing import Any
 import attrs
 import numpy as np
 from embedline.contracts import Item, Model
-from embedline.devices import resolve_device
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.media.frames import describe_processor, embed_frames, preprocess_items, video_settings
-from embedline.modelsource import pin_downloaded, resolve_model_source
+from embedline.toolkit import pin_downloaded, resolve_device, resolve_model_source
+from embedline_media.frames import describe_processor, embed_frames, preprocess_items, video_settings
 
 from embedline_resnet import plugin_info
 

@@ -12,11 +12,12 @@ so listing plugins never imports torch, transformers, soundfile or PyAV.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from embedline import hookimpl
 from embedline.contracts import Option, PluginInfo
+from embedline.toolkit import model_hooks
+from embedline_media import duration as media_duration
 
 __version__ = "0.1.0"
 
@@ -56,25 +57,8 @@ plugin_info = PluginInfo(
     },
     description="Whisper encoder audio embeddings (default openai/whisper-base, 512-d; CTranslate2 tiny.en offline)",
     validate=_validate,
+    duration=media_duration,
 )
 
 
-@hookimpl
-def load_model(spec):
-    from embedline_whisper import _backend
-
-    return _backend.load(spec)
-
-
-@hookimpl
-def preprocess(model, items: Sequence, mode: str):
-    from embedline_whisper import _backend
-
-    return _backend.preprocess(model, items, mode)
-
-
-@hookimpl
-def embed(model, inputs: Sequence, mode: str):
-    from embedline_whisper import _backend
-
-    return _backend.embed(model, inputs, mode)
+load_model, preprocess, embed = model_hooks("embedline_whisper._backend")

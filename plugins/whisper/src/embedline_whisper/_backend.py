@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError
-from embedline.modelsource import resolve_model_source
+from embedline.toolkit import resolve_model_source
 
 from embedline_whisper import _engines
 
@@ -81,8 +81,8 @@ def load(spec) -> Model:
 def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    from embedline.media import MediaError
-    from embedline.media.audio import load_audio
+    from embedline_media import MediaError
+    from embedline_media.audio import load_audio
 
     out: list[Any] = []
     for item in items:

@@ -13,9 +13,8 @@ from typing import Any
 
 import attrs
 import numpy as np
-from embedline.devices import parse_device, resolve_device
 from embedline.errors import ConfigError, ModelSourceError
-from embedline.modelsource import ResolvedSource
+from embedline.toolkit import ResolvedSource, parse_device, resolve_device
 
 
 @attrs.frozen
@@ -120,7 +119,7 @@ def load_transformers(resolved: ResolvedSource, spec: Any) -> Engine:
 def _ct2_device(requested: str, key: str) -> tuple[str, int]:
     """CTranslate2's device and index: the core's device names, checked against what CTranslate2 sees.
 
-    Not :func:`embedline.devices.resolve_device`: CTranslate2 has its own CUDA runtime (a CPU-only
+    Not :func:`embedline.toolkit.resolve_device`: CTranslate2 has its own CUDA runtime (a CPU-only
     torch does not mean CTranslate2 has no GPU, nor the reverse), and it does not run on mps.
     """
     import ctranslate2

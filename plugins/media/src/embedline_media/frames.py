@@ -6,7 +6,7 @@ does the rest the same way for all of them: the video options (:data:`VIDEO_OPTI
 :func:`validate_video_options`), the video settings that go into ``Model.segment`` and the
 fingerprint (:func:`video_settings`), decoding items into per-item frame arrays with one failed
 file failing alone (:func:`preprocess_items`), and forwarding frames in chunks and averaging them
-per item (:func:`embed_frames`).  Decoding itself is :func:`embedline.media.image.item_frames`.
+per item (:func:`embed_frames`).  Decoding itself is :func:`embedline_media.image.item_frames`.
 
 numpy and torch are imported inside the functions: importing this module costs nothing.
 """
@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from embedline.contracts import Failed, Item, Model, Option
-from embedline.media import MediaError
-from embedline.media.image import DEFAULT_MAX_PIXELS
+
+from embedline_media import MediaError
+from embedline_media.image import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -89,7 +90,7 @@ def preprocess_items(model: Model, items: Sequence[Item], prepare: Callable[[lis
     Decoding happens here, per item, so one bad file fails alone; the processor then runs once over
     all good frames of the batch.  Nothing shared is written: safe in worker threads.
     """
-    from embedline.media.image import item_frames
+    from embedline_media.image import item_frames
 
     spec = model.spec
     fps = float(spec.option("frames_per_second", 1.0)) if spec else 1.0

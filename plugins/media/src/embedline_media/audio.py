@@ -21,7 +21,7 @@ import os
 import re
 from typing import Any
 
-from embedline.media import MediaError
+from embedline_media import MediaError
 
 #: Peak amplitude (full scale = 1.0) at or below which audio counts as silence: -70 dBFS.  Real
 #: recordings have a noise floor above it; dithered 16-bit digital silence (about -90 dBFS) is below.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from embedline.media import MediaError
+from embedline_media import MediaError
 
 
 def _open(path: str | os.PathLike[str]) -> Any:

@@ -4,7 +4,7 @@
 returns an RGB image a model's processor can take as is: EXIF orientation applied, transparency
 composited on white, 16-bit data scaled (not clipped) to 8 bits, animated files reduced to their
 first frame.  Anything it cannot decode (truncated, corrupt, empty, too many pixels) raises
-:class:`~embedline.media.MediaError` whose message is the reason; the caller adds the file name.
+:class:`~embedline_media.MediaError` whose message is the reason; the caller adds the file name.
 
 Thread safety: nothing here touches Pillow's global settings (``Image.MAX_IMAGE_PIXELS``,
 ``ImageFile.LOAD_TRUNCATED_IMAGES``, warning filters), so plugins may decode in worker threads.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from embedline.media import MediaError
+from embedline_media import MediaError
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
@@ -143,7 +143,7 @@ def item_frames(
     if item.modality == "image":
         return [load_image(item.path, max_pixels=max_pixels)]
     if item.modality == "video":
-        from embedline.media.video import sample_frames
+        from embedline_media.video import sample_frames
 
         start = float(item.metadata.get("start", 0.0))
         end = item.metadata.get("end")

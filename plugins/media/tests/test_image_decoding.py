@@ -1,17 +1,14 @@
-"""embedline.media.image.load_image on real files Pillow writes: every mode in, upright RGB out."""
+"""embedline_media.image.load_image on real files Pillow writes: every mode in, upright RGB out."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from embedline.contracts import Item
-from embedline.media import MediaError
-from embedline.media.image import item_frames, load_image
+from embedline_media import MediaError
+from embedline_media.image import item_frames, load_image
 
 
 def test_every_mode_decodes_to_upright_rgb(good_images):
@@ -82,12 +79,3 @@ def test_item_frames(good_images, tmp_path):
     with pytest.raises(MediaError, match="no file"):
         item_frames(Item(id="c:0", uri="<input>", modality="image", text="hello"))
 
-
-def test_importing_the_decoder_loads_no_pillow():
-    code = (
-        "import json, sys\n"
-        "import embedline.media.image, embedline_resnet\n"
-        "print(json.dumps([m for m in ('PIL', 'numpy', 'torch', 'transformers') if m in sys.modules]))\n"
-    )
-    heavy = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert "PIL" not in heavy and "torch" not in heavy and "transformers" not in heavy

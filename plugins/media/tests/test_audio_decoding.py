@@ -1,4 +1,4 @@
-"""embedline.media.audio: every format to 16 kHz mono float32, windows, silence, broken files."""
+"""embedline_media.audio: every format to 16 kHz mono float32, windows, silence, broken files."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from embedline.media import MediaError
-from embedline.media.audio import EmptyWindow, audio_duration, load_audio, write_audio
-from embedline.pipeline import Pipeline
-from embedline.testing import lite_store
+from embedline_media import MediaError
+from embedline_media.audio import EmptyWindow, audio_duration, load_audio, write_audio
+from embedline_media.testing import write_broken_audio
 
 FORMATS = ("wav", "flac", "ogg", "mp3", "m4a")
 # Lossy encoders pad: AAC adds 1024 priming samples, which PyAV's decoder does not trim.
@@ -83,25 +82,6 @@ def test_a_silent_window_inside_a_file_with_sound_is_kept(tmp_path, tone):
     assert len(window) == 25600 and not window.any()
 
 
-def _broken(folder, tone):
-    good = tone(1.5)
-    wav = write_audio(folder / "source.wav", good, 16000)
-    mp3 = write_audio(folder / "source.mp3", good, 16000)
-    flac = write_audio(folder / "source.flac", tone(3.0), 16000)
-    files = {
-        "nosamples.wav": write_audio(folder / "x.wav", np.zeros(0, dtype=np.float32), 16000),
-        "truncated.wav": open(wav, "rb").read()[:20000],
-        "truncated.flac": open(flac, "rb").read()[:9000],
-        "truncated.mp3": open(mp3, "rb").read()[:3000],
-        "corrupt.mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00" + np.random.default_rng(1).bytes(6000),
-    }
-    out = {}
-    for name, data in files.items():
-        out[name] = folder / name
-        out[name].write_bytes(data if isinstance(data, bytes) else open(data, "rb").read())
-    return out
-
-
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
@@ -112,8 +92,8 @@ def _broken(folder, tone):
         ("corrupt.mp3", "not a readable audio file"),
     ],
 )
-def test_broken_files_raise_media_errors_with_the_reason(name, reason, tmp_path, tone):
-    path = _broken(tmp_path, tone)[name]
+def test_broken_files_raise_media_errors_with_the_reason(name, reason, tmp_path):
+    path = write_broken_audio(tmp_path)[name]
     with pytest.raises(MediaError, match=reason):
         audio_duration(path)
         load_audio(path)
@@ -127,35 +107,3 @@ def test_decoding_is_thread_safe(tmp_path, tone):
     for i, samples in enumerate(together):
         np.testing.assert_array_equal(samples, alone[i % len(paths)])
 
-
-def test_a_pipeline_reports_each_bad_file_and_stores_the_good_ones(tmp_path, tone, tiny_whisper, pm):
-    folder = tmp_path / "sounds"
-    folder.mkdir()
-    for i, fmt in enumerate(FORMATS):
-        write_audio(folder / f"good-{i}.{fmt}", tone(1.5, 300 + 150 * i), 16000)
-    for name, path in _broken(tmp_path, tone).items():
-        (folder / name).write_bytes(path.read_bytes())
-    (folder / "empty.wav").write_bytes(b"")
-    write_audio(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    config = {
-        "source": {"path": "sounds"},
-        "model": {"plugin": "whisper", "name": str(tiny_whisper), "device": "cpu"},
-        "store": lite_store(tmp_path),
-    }
-    with Pipeline.from_dict(config, base_dir=tmp_path, pm=pm) as pipeline:
-        summary = pipeline.run()
-        stored = pipeline.store.count("test")
-    reasons = {err.uri: err.reason for err in summary.failed}
-    assert summary.embedded == stored == len(FORMATS)
-    assert set(reasons) == {
-        f"sounds/{n}"
-        for n in ("empty.wav", "nosamples.wav", "truncated.wav", "truncated.flac", "truncated.mp3", "corrupt.mp3", "silent.wav")
-    }
-    assert reasons["sounds/empty.wav"] == "empty file"
-    assert "no audio samples" in reasons["sounds/nosamples.wav"]
-    assert "truncated" in reasons["sounds/truncated.wav"]
-    assert "truncated or corrupt" in reasons["sounds/truncated.flac"]
-    assert "truncated" in reasons["sounds/truncated.mp3"]
-    assert "not a readable audio file" in reasons["sounds/corrupt.mp3"]
-    assert "only silence" in reasons["sounds/silent.wav"]
-    assert all(str(err).startswith(err.uri) for err in summary.failed)

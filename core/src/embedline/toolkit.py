@@ -1,0 +1,70 @@
+"""Helpers for writing plugins: where weights come from, which device to use, hooks from a backend.
+
+Part of the plugin API (see ``docs/hooks.md``): plugins may import from this module, and its names
+keep their meaning across releases.
+
+* :func:`resolve_model_source` / :class:`ResolvedSource` / :func:`pin_downloaded` /
+  :func:`weights_hash` — a hub id, a local folder or ``package:NAME`` to a folder and a revision,
+  with no network unless the hub answers.
+* :func:`resolve_device` / :func:`parse_device` — the ``device`` key of a model section.
+* :func:`model_hooks` — the three model hooks of a plugin whose work lives in a lazily imported
+  backend module, so the plugin's own module stays a declaration.
+* :func:`nearest` / :data:`METRICS` (from :mod:`embedline.exact`) — exact nearest neighbours in
+  NumPy, scored as the store contract wants, for a store whose database has no vector search.
+
+Importing this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+from embedline import hookimpl
+from embedline.devices import parse_device, resolve_device
+from embedline.exact import METRICS, nearest
+from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source, weights_hash
+
+__all__ = [
+    "METRICS",
+    "ResolvedSource",
+    "model_hooks",
+    "nearest",
+    "parse_device",
+    "pin_downloaded",
+    "resolve_device",
+    "resolve_model_source",
+    "weights_hash",
+]
+
+
+def model_hooks(backend: str) -> tuple[Any, Any, Any]:
+    """``load_model``, ``preprocess`` and ``embed`` hook implementations that call the functions
+    ``load(spec)``, ``preprocess(model, items, mode)`` and ``embed(model, inputs, mode)`` of the
+    module ``backend``, importing it on first call::
+
+        from embedline.toolkit import model_hooks
+
+        load_model, preprocess, embed = model_hooks("embedline_mymodel._backend")
+
+    The backend may import torch and friends at its top: nothing imports it until a pipeline
+    loads a model, so ``embedline plugins`` and ``--help`` stay fast.
+    """
+
+    def module() -> Any:
+        return importlib.import_module(backend)
+
+    @hookimpl
+    def load_model(spec: Any) -> Any:
+        return module().load(spec)
+
+    @hookimpl
+    def preprocess(model: Any, items: Sequence[Any], mode: str) -> Any:
+        return module().preprocess(model, items, mode)
+
+    @hookimpl
+    def embed(model: Any, inputs: Sequence[Any], mode: str) -> Any:
+        return module().embed(model, inputs, mode)
+
+    return load_model, preprocess, embed
