@@ -24,47 +24,6 @@ import _common
 
 GOAL = 15.0  # percent
 
-NULL_STORE = """
-from embedline import hookimpl
-from embedline.contracts import PluginInfo, VectorStore
-
-plugin_info = PluginInfo(kind="store", description="keeps nothing: measures the pipeline without a database")
-
-
-class NullStore(VectorStore):
-    def __init__(self):
-        self.fingerprints = {}
-
-    def get_fingerprint(self, collection):
-        return self.fingerprints.get(collection)
-
-    def create_collection(self, collection, fingerprint):
-        self.fingerprints[collection] = dict(fingerprint)
-
-    def existing_ids(self, collection, ids, model):
-        return set()
-
-    def upsert(self, collection, records):
-        pass
-
-    def search(self, collection, vectors, k, filter=None):
-        return [[] for _ in vectors]
-
-    def delete(self, collection, ids):
-        pass
-
-    def scan(self, collection):
-        return iter(())
-
-    def count(self, collection):
-        return 0
-
-
-@hookimpl
-def store(spec):
-    return NullStore()
-"""
-
 
 def peak_rss(argv: list[str], env: dict | None = None) -> dict:
     """Run ``argv``; its peak RSS in MiB (``ru_maxrss``) and, with psutil, the polled process-tree peak."""
@@ -121,9 +80,9 @@ def main() -> None:
         config = _common.write_pipeline(work / f"mem-{n}.toml", "model2vec", rows[n], work / f"e{next(runs)}.db")
         return peak_rss([*_common.embedline_command(), "run", str(config), "--no-progress"])
 
-    from embedline.testing import write_plugin_distribution
+    from embedline.testing import NULL_STORE_PLUGIN, write_plugin_distribution
 
-    site = write_plugin_distribution(work / "site", "null", NULL_STORE)
+    site = write_plugin_distribution(work / "site", "null", NULL_STORE_PLUGIN)
     null_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
     def null_store(n: int) -> dict:

@@ -86,7 +86,7 @@ def test_prune_keeps_rows_of_files_that_failed_to_read(tmp_path, corpus, pm):
 
 def test_failures_go_to_a_report_that_the_next_clean_run_removes(tmp_path, corpus, pm):
     (corpus / "bad.md").write_bytes(b"")
-    summary, _ = run(tmp_path, pm)
+    summary, _ = run(tmp_path, pm, failures="embedline.failures.jsonl")  # a dict pipeline: only when named
     report = tmp_path / "embedline.failures.jsonl"
     assert summary.report == str(report)
     assert [json.loads(line) for line in report.read_text().splitlines()] == [
@@ -94,7 +94,7 @@ def test_failures_go_to_a_report_that_the_next_clean_run_removes(tmp_path, corpu
     ]
     assert f"failures written to {report}" in summary.format()
     (corpus / "bad.md").unlink()
-    clean, _ = run(tmp_path, pm)
+    clean, _ = run(tmp_path, pm, failures="embedline.failures.jsonl")
     assert clean.report is None and not report.exists()
 
 

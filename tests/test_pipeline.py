@@ -7,7 +7,7 @@ import pytest
 
 from embedline import hookimpl
 from embedline.contracts import Failed, Item, Model, PluginInfo
-from embedline.errors import EmbedlineError, ItemError, ModelMismatchError, PluginLoadError
+from embedline.errors import CollectionNotFoundError, ItemError, ModelMismatchError, PluginError
 from embedline.filters import parse_where
 from embedline.pipeline import Pipeline
 from embedline.testing import FakeTextModel, fresh_plugin_manager, memory_store
@@ -123,7 +123,7 @@ def test_another_model_is_refused_with_both_named(tmp_path, corpus, pm):
 
 def test_search_before_run_says_what_to_do(tmp_path, corpus, pm):
     with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
-        with pytest.raises(EmbedlineError, match="does not exist yet: run `embedline run"):
+        with pytest.raises(CollectionNotFoundError, match="collection 'test' does not exist"):
             p.search("cats")
 
 
@@ -155,7 +155,7 @@ def test_file_path_as_query(tmp_path, corpus, pm):
         p.run()
         query = tmp_path / "query.txt"
         query.write_text("Boil the pasta in salted water.")
-        assert p.search(str(query), k=1)[0].uri == "docs/cooking.md"
+        assert p.search(file=str(query), k=1)[0].uri == "docs/cooking.md"
 
 
 def test_library_api_and_pymilvus_model_interface(tmp_path, corpus, pm):
@@ -214,7 +214,7 @@ def test_items_are_routed_by_modality_from_their_bytes(tmp_path, corpus, fake_mo
         summary = p.run()
         assert summary.unrouted == {} and summary.embedded == 6
         assert p.store.count("texts") == 5 and p.store.count("images") == 1
-        (hit,) = p.search(str(corpus / "picture.md"), k=1)
+        (hit,) = p.search(file=corpus / "picture.md", k=1)
         assert hit.uri == "docs/picture.md" and hit.modality == "image"
 
 
@@ -227,7 +227,7 @@ class WrongShape(FakeTextModel):
 def test_a_plugin_returning_the_wrong_shape_is_named(tmp_path, corpus):
     pm = fresh_plugin_manager(WrongShape())
     with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
-        with pytest.raises(PluginLoadError, match="plugin 'fake': embed returned shape \\(2, 17\\), expected \\(2, 16\\)"):
+        with pytest.raises(PluginError, match="plugin 'fake': embed returned shape \\(2, 17\\), expected \\(2, 16\\)"):
             p.run()
 
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from embedline import hookimpl
-from embedline.errors import PluginLoadError, PluginNotFoundError
+from embedline.errors import PluginError, PluginLoadError, PluginNotFoundError
 from embedline.plugins import get_plugin_manager
 from embedline.testing import FakeTextModel, fresh_plugin_manager, write_plugin_distribution
 
@@ -123,7 +123,7 @@ def test_a_named_plugin_that_does_not_answer_is_an_error(site):
     from embedline.config import ModelSpec
 
     pm = fresh_plugin_manager()
-    with pytest.raises(PluginLoadError, match="plugin 'goodplug' does not implement the 'load_model' hook"):
+    with pytest.raises(PluginError, match="plugin 'goodplug': its 'load_model' hook returned None"):
         pm.call("load_model", "goodplug", spec=ModelSpec(plugin="goodplug"))
 
 

@@ -6,11 +6,17 @@ Importing this package is cheap: it imports pluggy and attrs only.  The host API
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pluggy
 
 __version__ = "0.1.0"
+
+# A library logs and its host decides what is shown: without this handler a host that configured
+# no logging would get embedline's warnings on stderr from logging's last-resort handler.  Only
+# the ``embedline`` command line sets up output (``embedline.cli``).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 #: Decorate hook implementations with this marker (``@embedline.hookimpl``).
 hookimpl = pluggy.HookimplMarker("embedline")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from embedline.contracts import Hit, Record, StoreSpec, VectorStore, fingerprint_id
-from embedline.errors import StoreError
+from embedline.errors import CollectionNotFoundError, StoreError
 from embedline.exact import METRICS, nearest
 from embedline.filters import Filter, only_portable
 
@@ -226,7 +226,7 @@ class MemoryStore(VectorStore):
         self._check_open()
         found = self._collections.get(collection)
         if found is None:
-            raise StoreError(f"collection {collection!r} does not exist in {self.where}")
+            raise CollectionNotFoundError(collection, self.where)
         return found
 
     def _load(self, path: Path) -> None:

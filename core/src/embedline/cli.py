@@ -1,6 +1,8 @@
 """The ``embedline`` command: run, search, plugins, check.
 
 User errors print one line on stderr and exit 1 (2 for usage errors); ``--debug`` adds the traceback.
+Output to a reader that went away (``| head``) stops quietly with exit status 141.  Only the CLI
+configures logging; the library leaves that to its host.
 Only the standard library, pluggy and attrs are imported before a command needs more.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 from embedline import __version__
 from embedline.config import DEFAULT_CONFIG
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 3, 130, 141
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--prune", action="store_true", help="also remove rows whose source file or row is gone")
 
     search = sub.add_parser("search", help="nearest neighbours of a text query or a file")
-    search.add_argument("args", nargs="+", metavar="[CONFIG] QUERY", help="pipeline file (optional) and query")
+    search.add_argument(
+        "args", nargs="*", metavar="[CONFIG] QUERY",
+        help="pipeline file (optional) and query; the query is always text, even when a file has that name",
+    )  # fmt: skip
+    search.add_argument("--file", metavar="PATH", help="search with this file (an image, a sound, ...), not a text")
     search.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
     search.add_argument(
         "--filter", default=None, metavar="EXPR", help="a filter in the store's own syntax, e.g. 'chunk == 0' (Milvus)"
@@ -109,16 +115,25 @@ def _one_line(text: str, width: int = 100) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from embedline.errors import CollectionNotFoundError, EmbedlineError
     from embedline.pipeline import Pipeline
 
-    if len(args.args) > 2:
-        raise _Usage("search takes [CONFIG] QUERY; quote a query that has spaces")
-    config, query = (args.args if len(args.args) == 2 else (DEFAULT_CONFIG, args.args[0]))
+    if args.file is not None:  # a file query is explicit: the positional arguments are only [CONFIG]
+        if len(args.args) > 1:
+            raise _Usage("with --file, search takes only [CONFIG]; give a text query or --file, not both")
+        config, query = (args.args[0] if args.args else DEFAULT_CONFIG), None
+    elif len(args.args) in (1, 2):
+        config, query = (args.args if len(args.args) == 2 else (DEFAULT_CONFIG, args.args[0]))
+    else:
+        raise _Usage("search takes [CONFIG] QUERY or [CONFIG] --file PATH; quote a query that has spaces")
     if args.k < 1:
         raise _Usage("-k must be at least 1")
     search_filter = _search_filter(args)  # a malformed --where fails before anything loads
     with Pipeline.from_toml(config) as pipeline:
-        hits = pipeline.search(query, k=args.k, filter=search_filter)
+        try:
+            hits = pipeline.search(query, file=args.file, k=args.k, filter=search_filter)
+        except CollectionNotFoundError as exc:  # the library's message names no command; ours may
+            raise EmbedlineError(f"{exc}: run `embedline run {config}` first") from exc
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -155,23 +170,29 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = get_plugin_manager().describe()
     if args.json:
         print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not rows:
+    elif not rows:
         print("no plugins installed")
-    for row in rows:
-        if "error" in row:
-            print(f"{row['name']:<12} {row['version']:<8} ERROR {row['error']}")
-            continue
-        modalities = ",".join(row["modalities"]) or "-"
-        print(f"{row['name']:<12} {row['version']:<8} {row['kind']:<8} {modalities:<24} hooks: {', '.join(row['hooks'])}")
+    else:
+        for row in rows:
+            if "error" in row:
+                print(f"{row['name']:<12} {row['version']:<8} ERROR {row['error']}")
+                continue
+            modalities = ",".join(row["modalities"]) or "-"
+            hooks = ", ".join(row["hooks"])
+            print(f"{row['name']:<12} {row['version']:<8} {row['kind']:<8} {modalities:<24} hooks: {hooks}")
+    broken = [row["name"] for row in rows if "error" in row]
+    if broken:  # the whole list is printed; the exit status tells a script that something is wrong
+        print(f"embedline: error: plugin(s) failed to load: {', '.join(broken)}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from embedline.config import bind_plugins, load_config, redacted
+    from embedline.config import check_pipeline, load_config, redacted
     from embedline.plugins import get_plugin_manager
 
-    config = bind_plugins(load_config(args.config), get_plugin_manager())
+    pm = get_plugin_manager()
+    config = check_pipeline(load_config(args.config), pm)
     if args.json:
         print(json.dumps(redacted(config), indent=2))
         return EXIT_OK
@@ -183,7 +204,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"  model:  {spec.plugin} {spec.name or '(plugin default)'} -> collection "
             f"{config.collection_for(spec)!r} [{', '.join(spec.modalities or ())}]"
         )
-    print(f"  store:  {config.store.plugin}")
+    declared = pm.info(config.store.plugin).options
+    shown = redacted(config)["store"]["options"]  # secrets and credentials inside URIs as ***
+    written = [
+        f"{name}={shown[name]!r}"
+        for name, value in config.store.options.items()
+        if name not in declared or value != declared[name].default
+    ]
+    print(f"  store:  {config.store.plugin}" + (f" ({', '.join(written)})" if written else ""))
     print(f"  executor: {config.executor.plugin}")
     return EXIT_OK
 
@@ -248,7 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from embedline.errors import EmbedlineError
 
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that went away shows here, not in the flush at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except _Usage as exc:
         parser.error(str(exc))
     except EmbedlineError as exc:
@@ -260,6 +292,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("embedline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ERROR  # pragma: no cover - parser.error exits
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (``embedline plugins | head -1``): stop without a word,
+    as Unix tools do, and exit 141, the status a shell gives a tool stopped by SIGPIPE."""
+    try:  # what is still buffered goes nowhere, so the flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (redirected in a test)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _entry() -> Any:  # pragma: no cover

@@ -8,6 +8,7 @@ against the plugin's declared :class:`~embedline.contracts.PluginInfo` options. 
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import os
 import re
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from embedline.contracts import MODALITIES, ExecutorSpec, ModelSpec, Option, Secret, StoreSpec, reveal
-from embedline.errors import ConfigError, PluginLoadError, PluginNotFoundError
+from embedline.errors import ConfigError, ModelSourceError, PluginLoadError, PluginNotFoundError
+from embedline.modelsource import check_model_source
+from embedline.uris import redact_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from embedline.plugins import PluginManager
@@ -68,7 +71,7 @@ class PipelineConfig:
     executor: ExecutorSpec = ExecutorSpec()
     name: str = "embedline"
     on_error: str = "skip"
-    failures: Path | None = None  # the failure report (JSON lines); default next to the pipeline file
+    failures: Path | None = None  # the failure report (JSON lines): a pipeline file's is next to it; a dict's: none
     workers: int = 2  # threads that read stored ids and run `preprocess` while the model embeds
     bound: bool = False  # plugin options checked by bind_plugins
 
@@ -203,6 +206,10 @@ class _Reader:
         for name, spec in schema.items():
             if name not in known:
                 if spec.required:
+                    # `pluign = "minilm"` is a misspelt `plugin`, not a missing one: name the typo.
+                    typo = difflib.get_close_matches(name, list(extra), n=1, cutoff=0.6)
+                    if typo:
+                        raise self.error(f"{key}.{typo[0]}", f"unknown key; did you mean {name!r}?")
                     raise self.error(f"{key}.{name}", f"missing required key ({spec.expect})")
                 known[name] = spec.default
         return known, extra
@@ -210,7 +217,9 @@ class _Reader:
 
 def _show(value: Any) -> str:
     kind = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "a list", dict: "a table"}
-    return f"{kind.get(type(value), type(value).__name__)} ({value!r})" if not isinstance(value, (dict, list)) else kind[type(value)]
+    if isinstance(value, (dict, list)):
+        return kind[type(value)]
+    return f"{kind.get(type(value), type(value).__name__)} ({redact_uri(value)!r})"  # a URI's password as ***
 
 
 def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> PipelineConfig:
@@ -229,7 +238,11 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> PipelineConfig
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=origin) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", source=origin) from None
-    return parse_config(data, origin=origin, base_dir=path.resolve().parent)
+    config = parse_config(data, origin=origin, base_dir=path.resolve().parent)
+    if config.failures is None:  # a pipeline file writes its failure report next to itself
+        stem = path.stem if origin.endswith(".toml") else "embedline"
+        config = attrs.evolve(config, failures=config.base_dir / f"{stem}.failures.jsonl")
+    return config
 
 
 def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: str | os.PathLike[str] = ".") -> PipelineConfig:
@@ -245,8 +258,7 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
     pipeline, _ = reader.section("pipeline", data.get("pipeline", {}), _PIPELINE_KEYS)
     if pipeline["workers"] < 1:
         raise reader.error("pipeline.workers", f"expected a positive integer, got {pipeline['workers']}")
-    stem = Path(origin).stem if origin.endswith(".toml") else "embedline"
-    pipeline["failures"] = base / (pipeline["failures"] or f"{stem}.failures.jsonl")
+    pipeline["failures"] = base / pipeline["failures"] if pipeline["failures"] else None  # a file: see load_config
 
     source = None
     if "source" in data:
@@ -373,6 +385,7 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
                 f"plugin {spec.plugin!r} cannot embed {', '.join(unsupported)}; it supports {', '.join(info.modalities)}",
             )
         models.append(attrs.evolve(spec, options=options, modalities=tuple(modalities)))
+    _check_routing(reader, config.models, models)
     info = info_for("store", config.store.plugin, "store")
     store_options = _check_options(reader, "store", config.store.options, info.options)
     common = {k: getattr(config.store, k) for k in _STORE_KEYS}
@@ -383,6 +396,26 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
     _run_validator(reader, "executor", info.validate, {"plugin": config.executor.plugin, **executor_options})
     executor = attrs.evolve(config.executor, options=executor_options)
     return attrs.evolve(config, models=tuple(models), store=store, executor=executor, bound=True)
+
+
+def _check_routing(reader: _Reader, written: tuple[ModelSpec, ...], bound: list[ModelSpec]) -> None:
+    """Each item goes to the first model that takes its modality: refuse a section that asks for a
+    modality an earlier section already takes (``modalities`` written), or that would get nothing."""
+    taken: dict[str, ModelSpec] = {}
+    for raw, spec in zip(written, bound):
+        clash = [m for m in spec.modalities or () if m in taken]
+        if clash and (raw.modalities is not None or len(clash) == len(spec.modalities or ())):
+            first = taken[clash[0]]
+            key = f"{spec.key}.modalities" if raw.modalities is not None else spec.key
+            verb = "goes" if len(clash) == 1 else "go"
+            raise reader.error(
+                key,
+                f"{', '.join(clash)} already {verb} to {first.key} (plugin {first.plugin!r}): an item goes to the "
+                f"first model that takes its modality, so {spec.key} (plugin {spec.plugin!r}) would never get "
+                f"{' or '.join(clash)} items. Give each [[models]] other `modalities`, or remove one",
+            )
+        for modality in spec.modalities or ():
+            taken.setdefault(modality, spec)
 
 
 def _run_validator(reader: _Reader, key: str, validate: Any, options: Mapping[str, Any]) -> None:
@@ -398,13 +431,16 @@ def _run_validator(reader: _Reader, key: str, validate: Any, options: Mapping[st
 
 
 def redacted(config: PipelineConfig) -> dict[str, Any]:
-    """The config as plain data for display, secrets shown as ``***``."""
+    """The config as plain data for display: secrets shown as ``***``, credentials inside URIs too
+    (:func:`embedline.uris.redact_uri`), and each model's effective collection."""
 
     def clean(value: Any) -> Any:
         if isinstance(value, Secret):
             return "***"
         if isinstance(value, Path):
             return str(value)
+        if isinstance(value, str):
+            return redact_uri(value)
         if isinstance(value, Mapping):
             return {k: clean(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -412,7 +448,58 @@ def redacted(config: PipelineConfig) -> dict[str, Any]:
         return value
 
     data = attrs.asdict(config, recurse=True)
+    for model, spec in zip(data["models"], config.models):
+        model["collection"] = config.collection_for(spec)
     return clean(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# What `embedline check` verifies beyond the file: the source and the models' weights are there
+# ---------------------------------------------------------------------------------------------
+
+
+def check_pipeline(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
+    """:func:`bind_plugins`, then what a run would find missing: the source (:func:`check_source`)
+    and each model's weights (:func:`check_model_sources`), without loading any model."""
+    config = bind_plugins(config, pm)
+    check_source(config)
+    for index in range(len(config.models)):
+        check_model_sources(config, pm, index)
+    return config
+
+
+def check_source(config: PipelineConfig) -> None:
+    """Raise :class:`ConfigError` (``source.path``, ``source.encoding``) unless the source exists
+    and its encoding is a text encoding.  ``run`` calls it before it touches anything."""
+    spec = config.source
+    if spec is None:
+        return
+    reader = _Reader(config.origin)
+    if not spec.path.exists():
+        raise reader.error("source.path", f"{spec.path} does not exist")
+    try:
+        text_encoding = getattr(codecs.lookup(spec.encoding), "_is_text_encoding", True)
+    except LookupError:
+        text_encoding = None
+    if not text_encoding:
+        what = "unknown encoding" if text_encoding is None else "not a text encoding:"
+        advice = "use a Python codec name such as 'utf-8', 'latin-1' or 'cp1252'"
+        raise reader.error("source.encoding", f"{what} {spec.encoding!r}; {advice}")
+
+
+def check_model_sources(config: PipelineConfig, pm: PluginManager, index: int) -> None:
+    """Raise :class:`ModelSourceError` naming the file and key (``model.name``) when a weights source
+    the model's plugin declares (``PluginInfo.model_sources``, its default name included) cannot
+    be found.  Reads no weights; no network when the hub is offline."""
+    spec = config.models[index]
+    find = pm.info(spec.plugin).model_sources
+    if find is None:
+        return
+    for key, name in find(spec).items():
+        try:
+            check_model_source(name, revision=spec.revision if key == "name" else None, base_dir=spec.base_dir)
+        except ModelSourceError as exc:
+            raise ModelSourceError(exc.reason, source=config.origin, key=f"{spec.key}.{key}") from None
 
 
 def _a(word: str) -> str:

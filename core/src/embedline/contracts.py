@@ -167,6 +167,10 @@ class Model:
     ``segment`` (audio/video models): ``(seconds, overlap)`` — the core cuts each file into windows
     of that length, one item per window with ``metadata["start"]``/``["end"]`` in seconds, before
     ``preprocess``; None embeds each file whole.
+    ``runtime`` records how the vectors were computed where that does not change them (the minilm
+    plugin's ``{"backend": "onnx"}``): kept in the fingerprint for people to read, but not part of the
+    model's identity, so a collection may switch between runtimes.  Put there only what a test
+    shows gives the same vectors (within 1e-5); anything else belongs in ``settings``.
     """
 
     dim: int
@@ -180,6 +184,7 @@ class Model:
     plugin_version: str = ""
     spec: ModelSpec | None = attrs.field(default=None, repr=False, eq=False)
     segment: tuple[float, float] | None = None
+    runtime: Mapping[str, Any] = attrs.field(factory=dict)
     counters: dict[str, int] = attrs.field(factory=dict, eq=False)
     state: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -201,6 +206,7 @@ class Model:
             "normalized": self.normalized,
             "settings": dict(sorted(self.settings.items())),
             **({"segment": list(self.segment)} if self.segment else {}),
+            **({"runtime": dict(sorted(self.runtime.items()))} if self.runtime else {}),
         }
 
 
@@ -405,6 +411,14 @@ class PluginInfo:
     ``duration(path, modality)``, returns the file's length in seconds, or raises ``ValueError``
     with the reason (the item then fails alone).  It runs before the model is loaded (an unchanged
     re-run never loads it), so it must be cheap and must not need the model.
+
+    ``model_sources`` (model plugins whose weights :func:`embedline.toolkit.resolve_model_source`
+    finds): called with the :class:`ModelSpec` ``load_model`` will get, returns for each key that
+    names weights the source ``load_model`` will resolve, with the plugin's default applied when
+    ``name`` is not set and short names expanded (``{"name": "sentence-transformers/all-MiniLM-L6-v2"}``;
+    empty when there is nothing to find).  ``embedline check`` and the core, before calling
+    ``load_model``, check each source exists without reading weights, and name the file and key
+    when it does not.  Without it, the model's source is only checked by ``load_model``.
     """
 
     kind: str  # "model", "store" or "executor"
@@ -413,3 +427,4 @@ class PluginInfo:
     description: str = ""
     validate: Callable[[Mapping[str, Any]], None] | None = attrs.field(default=None, eq=False)
     duration: Callable[[str, str], float] | None = attrs.field(default=None, eq=False)
+    model_sources: Callable[[ModelSpec], Mapping[str, str]] | None = attrs.field(default=None, eq=False)

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from embedline.contracts import ModelSpec, VectorStore, describe_fingerprint, fingerprint_id, reveal
-from embedline.errors import EmbedlineError, ModelMismatchError
+from embedline.errors import CollectionNotFoundError, ModelMismatchError
 
 #: The fingerprint keys that decide whether two models make interchangeable vectors.  The plugin
 #: version and the path the weights were read from are recorded but do not count.
@@ -94,7 +94,7 @@ def bind(
     fresh = False
     if stored is None:
         if not create:
-            raise EmbedlineError(f"collection {collection!r} does not exist yet: run `embedline run {origin}` first")
+            raise CollectionNotFoundError(collection, f"the store of {origin}")
         section_key = section_key or key()
         store.create_collection(
             collection, {**loaded.fingerprint, "identity": loaded.identity, "spec_key": section_key}

@@ -16,7 +16,7 @@ import attrs
 
 from embedline.config import ChunkSpec, ModelSpec, SourceSpec, bind_plugins, parse_config
 from embedline.contracts import Failed, Item, Model, describe_fingerprint
-from embedline.errors import EmbedlineError, ItemError, PluginLoadError
+from embedline.errors import EmbedlineError, ItemError, PluginError
 from embedline.fingerprints import model_identity
 from embedline.modalities import is_size_batched
 from embedline.plugins import PluginManager, get_plugin_manager
@@ -63,7 +63,7 @@ class EmbeddingModel:
     def load(cls, pm: PluginManager, spec: ModelSpec) -> EmbeddingModel:
         model = pm.call("load_model", spec.plugin, spec=spec)
         if not isinstance(model, Model):
-            raise PluginLoadError(
+            raise PluginError(
                 f"plugin {spec.plugin!r}: load_model returned {type(model).__name__}, expected embedline.Model"
             )
         model.plugin = spec.plugin
@@ -114,7 +114,7 @@ class EmbeddingModel:
                 failures + [f for p in parts for f in p.failures],
             )
         if len(inputs) != len(batch):
-            raise PluginLoadError(
+            raise PluginError(
                 f"plugin {self.model.plugin!r}: preprocess returned {len(inputs)} inputs for {len(batch)} items"
             )
         kept, kept_inputs = [], []
@@ -207,14 +207,15 @@ class EmbeddingModel:
             raw = raw.detach().cpu().numpy()
         vectors = np.ascontiguousarray(raw, dtype=np.float32)
         if vectors.shape != (len(inputs), self.dim):
-            raise PluginLoadError(
+            raise PluginError(
                 f"plugin {self.model.plugin!r}: embed returned shape {tuple(vectors.shape)}, "
                 f"expected ({len(inputs)}, {self.dim})"
             )
         return vectors
 
     def embed(self, inputs: Sequence[str | os.PathLike[str] | Item], mode: str = "document") -> Any:
-        """Vectors for texts (or file paths, or items); raises :class:`ItemError` on the first failure."""
+        """Vectors for texts (``str``), files (``pathlib.Path``) or items; raises :class:`ItemError`
+        on the first failure.  A ``str`` is always a text, even one that names a file."""
         items = [as_item(x) for x in inputs]
         result = self.embed_items(items, mode)
         if result.failures:
@@ -253,27 +254,29 @@ def _reason(exc: BaseException) -> str:
 
 
 def as_item(value: str | os.PathLike[str] | Item) -> Item:
-    """An item for a query or an ad-hoc input: an existing file path becomes a file item."""
-    from embedline.sources import read_file
-
+    """An item for a query or an ad-hoc input.  Never guesses: a ``str`` is always a text, even one
+    that names a file; an ``os.PathLike`` (``pathlib.Path``) is always a file (see :func:`file_item`)."""
     if isinstance(value, Item):
         return value
-    if isinstance(value, os.PathLike) or (isinstance(value, str) and "\n" not in value and len(value) < 4096 and _is_file(value)):
-        path = Path(value)
-        spec = SourceSpec(path=path.resolve(), chunk=ChunkSpec(by="none"), base_dir=Path.cwd())
-        unit = read_file(path, spec)
-        if unit.error is not None:
-            raise unit.error
-        return unit.items[0]
-    text = str(value)
-    return Item(id=hashlib.blake2b(text.encode(), digest_size=16).hexdigest() + ":0", uri="<input>", modality="text", text=text)
+    if isinstance(value, os.PathLike):
+        return file_item(value)
+    if not isinstance(value, str):
+        raise TypeError(f"expected a text (str), a file (pathlib.Path) or an Item, got {type(value).__name__}")
+    key = hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
+    return Item(id=f"{key}:0", uri="<input>", modality="text", text=value)
 
 
-def _is_file(value: str) -> bool:
-    try:
-        return Path(value).is_file()
-    except OSError:
-        return False
+def file_item(path: str | os.PathLike[str]) -> Item:
+    """The whole file at ``path`` as one item (modality from its bytes); :class:`ItemError` if it
+    cannot be read."""
+    from embedline.sources import read_file
+
+    path = Path(path)
+    spec = SourceSpec(path=path.resolve(), chunk=ChunkSpec(by="none"), base_dir=Path.cwd())
+    unit = read_file(path, spec)
+    if unit.error is not None:
+        raise unit.error
+    return unit.items[0]
 
 
 def load_model(spec: Mapping[str, Any] | ModelSpec, *, pm: PluginManager | None = None) -> EmbeddingModel:

@@ -110,9 +110,23 @@ def resolve_model_source(
     ``hint`` is appended to "not found" messages (plugins use it to name a package that ships the
     model).  Raises :class:`ModelSourceError` with one actionable line.
     """
+    found, folder = _locate(name, revision=revision, base_dir=base_dir, hint=hint)
+    return found if folder is None else attrs.evolve(found, revision=weights_hash(folder))
+
+
+def check_model_source(name: str, *, revision: str | None = None, base_dir: Path | str = ".", hint: str = "") -> None:
+    """Raise the :class:`ModelSourceError` :func:`resolve_model_source` would raise, without
+    reading any weights: what ``embedline check`` verifies.  No network when the hub is offline
+    (``HF_HUB_OFFLINE``); otherwise an uncached hub id costs one connection attempt."""
+    _locate(name, revision=revision, base_dir=base_dir, hint=hint)
+
+
+def _locate(name: str, *, revision: str | None, base_dir: Path | str, hint: str) -> tuple[ResolvedSource, Path | None]:
+    """Where ``name``'s weights are, and the folder whose weights hash is its revision (None for
+    a hub id, whose revision is its commit)."""
     if name.startswith(PACKAGE_PREFIX):
         path = _package_path(name, name)
-        return ResolvedSource(source=name, revision=weights_hash(path), path=path)
+        return ResolvedSource(source=name, revision="", path=path), path
 
     candidate = Path(name).expanduser()
     if not candidate.is_absolute():
@@ -121,7 +135,7 @@ def resolve_model_source(
         if not candidate.is_dir():
             what = "is not a folder" if candidate.exists() else "does not exist"
             raise ModelSourceError(f"model {name!r}: local path {candidate} {what}")
-        return ResolvedSource(source=name, revision=weights_hash(candidate), path=candidate.resolve())
+        return ResolvedSource(source=name, revision="", path=candidate.resolve()), candidate
 
     # A hub id: the local cache first, the network only if it answers.
     try:
@@ -138,7 +152,7 @@ def resolve_model_source(
         except Exception:  # invalid repo id and friends: treat as not cached
             cached = None
         if cached is not None and cached.is_dir():
-            return ResolvedSource(source=name, revision=cached.name, path=cached)
+            return ResolvedSource(source=name, revision=cached.name, path=cached), None
     if not hub_reachable():
         why = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub is unreachable"
         message = (
@@ -147,7 +161,7 @@ def resolve_model_source(
             f"(name = \"package:NAME\")"
         )
         raise ModelSourceError(message + (f"; {hint}" if hint else ""))
-    return ResolvedSource(source=name, revision=revision or "main", hub_id=name)
+    return ResolvedSource(source=name, revision=revision or "main", hub_id=name), None
 
 
 def _tree_stamp(folder: Path) -> str:

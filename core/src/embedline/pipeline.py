@@ -22,13 +22,13 @@ from typing import Any
 import attrs
 
 from embedline import fingerprints
-from embedline.config import PipelineConfig, bind_plugins, load_config, parse_config
+from embedline.config import PipelineConfig, bind_plugins, check_model_sources, check_source, load_config, parse_config
 from embedline.contracts import Executor, Hit, VectorStore
-from embedline.errors import ConfigError, EmbedlineError, ItemError
+from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelSourceError, PipelineClosedError
 from embedline.filters import as_filter
-from embedline.models import EmbeddingModel, as_item, load_model
+from embedline.models import EmbeddingModel, as_item, file_item, load_model
 from embedline.plugins import PluginManager, get_plugin_manager
-from embedline.sources import Source
+from embedline.sources import Source, printable
 from embedline.stages import Outcome, RunPlan, Target, segments
 
 log = logging.getLogger("embedline")
@@ -59,7 +59,7 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda a, _: a.name != "failed")
-        data["failed"] = [{"uri": e.uri, "stage": e.stage, "reason": e.reason} for e in self.failed]
+        data["failed"] = [{"uri": printable(e.uri), "stage": e.stage, "reason": printable(e.reason)} for e in self.failed]
         return data
 
     def format(self) -> str:
@@ -75,7 +75,7 @@ class RunSummary:
         for name, n in sorted(self.counters.items()):
             lines.append(f"  {name}: {n}")
         for err in self.failed[:20]:
-            lines.append(f"  failed: {err}")
+            lines.append(f"  failed: {printable(str(err))}")
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more failure(s)")
         if self.report:
@@ -96,6 +96,7 @@ class Pipeline:
         self._store: VectorStore | None = None
         self._executor: Executor | None = None
         self._checked: dict[str, str] = {}  # collection -> identity of the model checked against it
+        self._closed = False
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, pm: PluginManager | None = None) -> Pipeline:
@@ -114,6 +115,9 @@ class Pipeline:
         self.close()
 
     def close(self) -> None:
+        """Release the executor, the store connection and the models; idempotent.  A closed
+        pipeline raises :class:`PipelineClosedError` when used again (it never reopens)."""
+        self._closed = True
         if self._executor is not None:
             executor, self._executor = self._executor, None
             executor.close()
@@ -121,17 +125,27 @@ class Pipeline:
             store, self._store = self._store, None
             store.close()
         self._checked.clear()
+        self._models.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PipelineClosedError(
+                f"{self.config.origin}: this pipeline is closed (after close() or its `with` block); "
+                "create a new Pipeline to use it again"
+            )
 
     # -- parts -------------------------------------------------------------------------------
 
     @property
     def store(self) -> VectorStore:
+        self._check_open()
         if self._store is None:
             self._store = self.pm.call("store", self.config.store.plugin, spec=self.config.store)
         return self._store
 
     @property
     def executor(self) -> Executor:
+        self._check_open()
         if self._executor is None:
             self._executor = self.pm.call("executor", self.config.executor.plugin, spec=self.config.executor)
         return self._executor
@@ -141,14 +155,22 @@ class Pipeline:
         return self.model_at(self._model_index(modality))
 
     def model_at(self, index: int) -> EmbeddingModel:
+        self._check_open()
         with self._model_lock:  # workers may ask at the same time
             if index not in self._models:
+                spec = self.config.models[index]
                 try:
-                    self._models[index] = EmbeddingModel.load(self.pm, self.config.models[index])
+                    check_model_sources(self.config, self.pm, index)  # the error `check` gives, file and key named
+                    self._models[index] = EmbeddingModel.load(self.pm, spec)
                 except ConfigError as exc:  # a plugin's config complaint: say which file it is about
                     if exc.source is not None:
                         raise
                     raise ConfigError(exc.reason, source=self.config.origin, key=exc.key) from exc
+                except ModelSourceError as exc:  # from load_model: name the file and the key too
+                    if exc.source is not None:
+                        raise
+                    key = f"{spec.key}.name" if spec.name else spec.key
+                    raise ModelSourceError(exc.reason, source=self.config.origin, key=key) from exc
             return self._models[index]
 
     def collection(self, index: int) -> str:
@@ -208,23 +230,25 @@ class Pipeline:
         After a complete run, rows left from older versions of the files read are removed; with
         ``prune``, so are rows whose source file or row no longer exists.
         """
+        self._check_open()  # before anything is read or written
         if self.config.source is None:
             raise EmbedlineError(f"{self.config.origin}: the pipeline has no [source] to run")
+        check_source(self.config)  # the ConfigError `embedline check` gives: a missing path, an unknown encoding
         summary = RunSummary()
         started = time.perf_counter()
         source = Source(self.config.source)
         try:
             total = source.total()
-        except ItemError as exc:
-            raise EmbedlineError(f"{self.config.origin}: source.path: {exc.uri}: {exc.reason}") from None
-        report = _FailureReport(self.config.failures)
+        except ItemError as exc:  # gone since check_source looked
+            raise ConfigError(f"{exc.uri}: {exc.reason}", source=self.config.origin, key="source.path") from None
         targets = [self._target(i, create=True, lazy=True) for i in range(len(self.config.models))]
         executor = self.executor
+        report = _FailureReport(self.config.failures)  # touches no file before the first failure
         bar = _progress(total, enabled=progress)
 
         def record(outcome: Outcome) -> None:
             summary.add(outcome)
-            bar.update(outcome.units)
+            bar.add(outcome)
             for error in outcome.failures:
                 report.write(error)
                 log.warning("%s", error)
@@ -243,7 +267,7 @@ class Pipeline:
             summary.interrupted = True
         finally:
             bar.close()
-            report.close()
+            report.close()  # no failure in this run: the report of an earlier run is removed
             summary.report = str(report.path) if report.written else None
             for model in self._models.values():
                 for name, n in model.model.counters.items():
@@ -262,20 +286,31 @@ class Pipeline:
     # -- embed & search ------------------------------------------------------------------------
 
     def embed(self, inputs: Sequence[str | os.PathLike[str]], *, mode: str = "document", modality: str | None = None) -> Any:
-        """Vectors for texts or files with the pipeline's model (for ``modality``, default the first)."""
+        """Vectors with the pipeline's model (for ``modality``, default the first): a ``str`` is a
+        text, even one that names a file; a ``pathlib.Path`` is a file."""
         return self.model(modality).embed(inputs, mode=mode)
 
     def search(
-        self, query: str | os.PathLike[str] | Iterable[str], *, k: int = 10, filter: Any = None
+        self,
+        query: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+        *,
+        file: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+        k: int = 10,
+        filter: Any = None,
     ) -> list[Hit] | list[list[Hit]]:
-        """Nearest stored items for a text or a file path (or a list of them, searched in one call).
+        """Nearest stored items for one query, or for a list of queries searched in one call.
 
+        ``query`` is text: a ``str`` is never taken for a file name, even when a file of that name
+        exists.  To search with files (an image, a sound, a document), pass ``file=`` a path or a
+        list of paths; a ``pathlib.Path`` given as ``query`` is a file too.  Give one of the two.
         ``filter`` is a portable filter (a mapping such as ``{"modality": "image"}``, see
         :mod:`embedline.filters`), or a string in the store's own syntax, passed through.
         """
-        many = not isinstance(query, (str, os.PathLike))
-        queries = list(query) if many else [query]  # type: ignore[arg-type]
-        items = [as_item(q) for q in queries]
+        if (query is None) == (file is None):
+            raise TypeError("search() takes a text query or file=..., exactly one of them")
+        given, to_item = (query, as_item) if file is None else (file, file_item)
+        many = not isinstance(given, (str, os.PathLike))
+        items = [to_item(q) for q in (list(given) if many else [given])]  # type: ignore[arg-type]
         modality = items[0].modality if items else "text"
         if any(it.modality != modality for it in items):
             raise EmbedlineError("search: all queries in one call must have the same modality")
@@ -286,14 +321,17 @@ class Pipeline:
 
 
 class _FailureReport:
-    """Failures as JSON lines (uri, stage, reason), written as they happen so a crash keeps them."""
+    """Failures as JSON lines (uri, stage, reason), written as they happen so a crash keeps them.
+
+    A report describes one run: the file is created (replacing an earlier run's) at this run's
+    first failure, and :meth:`close` removes an earlier run's report when this run had none.
+    Nothing is touched before that, so a run refused at its checks leaves the report alone.
+    """
 
     def __init__(self, path: Path | None):
         self.path = path
         self.written = 0
         self._file: Any = None
-        if path is not None and path.is_file():
-            path.unlink()  # a report describes one run
 
     def write(self, error: ItemError) -> None:
         if self.path is None:
@@ -301,7 +339,8 @@ class _FailureReport:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")
-        self._file.write(json.dumps({"uri": error.uri, "stage": error.stage, "reason": error.reason}, ensure_ascii=False) + "\n")
+        line = {"uri": printable(error.uri), "stage": error.stage, "reason": printable(error.reason)}
+        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._file.flush()
         self.written += 1
 
@@ -309,22 +348,48 @@ class _FailureReport:
         if self._file is not None:
             self._file.close()
             self._file = None
+        elif self.path is not None and self.path.is_file():
+            self.path.unlink()  # an earlier run's failures, none of which happened in this run
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
+class RunProgress:
+    """What a run's progress bar shows: items done (embedded, skipped or failed) against the items
+    known so far, and the files (or rows) read as a second figure.  So 100% means done: the bar
+    may step back while files are read and their items become known, and reaches its end when
+    the last item is stored.  ``bar`` is a tqdm bar, or None to only count."""
+
+    def __init__(self, files: int | None = None, bar: Any = None):
+        self.files_total = files  # None for rows: their number is not known before reading
+        self.files = 0
+        self.known = 0
+        self.done = 0
+        self._bar = bar
+
+    def add(self, outcome: Outcome) -> None:
+        self.files += outcome.units
+        # A file that failed to read, or an audio file that could not be cut, made no item: it
+        # is one item known and done.  Items that no model takes are done when they are read.
+        self.known += outcome.items + sum(1 for error in outcome.failures if error.stage == "read")
+        self.done += outcome.embedded + outcome.skipped + len(outcome.failures) + sum(outcome.unrouted.values())
+        if self._bar is not None:
+            self._bar.total = self.known
+            self._bar.set_postfix_str(self.read(), refresh=False)
+            self._bar.update(self.done - self._bar.n)
+
+    def read(self) -> str:
+        return f"files {self.files}/{self.files_total}" if self.files_total is not None else f"rows {self.files}"
 
     def close(self) -> None:
-        pass
+        if self._bar is not None:
+            self._bar.close()
 
 
-def _progress(total: int | None, enabled: bool) -> Any:
+def _progress(total: int | None, enabled: bool) -> RunProgress:
     if not enabled:
-        return _NoBar()
+        return RunProgress(total)
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="item", dynamic_ncols=True, smoothing=0.1)
+    return RunProgress(total, tqdm(total=0, unit="item", dynamic_ncols=True, smoothing=0.1))
 
 
-__all__ = ["EmbeddingModel", "Pipeline", "RunSummary", "as_item", "load_model", "segments"]
+__all__ = ["EmbeddingModel", "Pipeline", "RunSummary", "as_item", "file_item", "load_model", "segments"]

@@ -11,6 +11,7 @@ Environment:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import os
@@ -21,7 +22,7 @@ import pluggy
 
 from embedline import hookspecs
 from embedline.contracts import PluginInfo
-from embedline.errors import PluginLoadError, PluginNotFoundError
+from embedline.errors import PluginError, PluginLoadError, PluginNotFoundError
 
 ENTRY_POINT_GROUP = "embedline"
 #: Plugins that ship with the core, registered before entry points (so an installed plugin of the
@@ -50,6 +51,7 @@ class PluginManager(pluggy.PluginManager):
         self.blocked = set(blocked)
         self.allowed = set(allowed)  # entry points loadable even when autoload is off
         self._callers: dict[tuple[str, str], Any] = {}
+        self._verified: set[str] = set()  # plugins whose hook implementations were checked
         for module_name in BUILTIN_PLUGINS:
             module = importlib.import_module(module_name)
             if module.name not in self.blocked:
@@ -83,6 +85,7 @@ class PluginManager(pluggy.PluginManager):
             )
         plugin = self.get_plugin(name)
         if plugin is not None:
+            self._verify(name, plugin)
             return plugin
         ep = self.entry_points().get(name)
         if ep is None:
@@ -100,8 +103,30 @@ class PluginManager(pluggy.PluginManager):
             raise PluginLoadError(
                 f"Error importing plugin {name!r} ({ep.value}): {type(exc).__name__}: {exc}"
             ) from exc
-        self.register(plugin, name=name)
+        try:
+            self.register(plugin, name=name)  # pluggy checks each known hook's arguments
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"plugin {name!r} ({ep.value}): {exc}") from None
+        try:
+            self._verify(name, plugin)
+        except PluginLoadError:
+            self.unregister(plugin)  # not left half-loaded: every later use reports it again
+            raise
         return plugin
+
+    def _verify(self, name: str, plugin: object) -> None:
+        """Every hook implementation of ``plugin`` must be one of embedline's hooks: a misspelt
+        ``preproces`` would otherwise load fine and fail only when the hook is first needed."""
+        if name in self._verified:
+            return
+        known = sorted(hookspecs.HOOKS)
+        for caller in self.get_hookcallers(plugin) or []:
+            if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+                continue
+            close = difflib.get_close_matches(caller.name, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"the hooks are: {', '.join(known)}"
+            raise PluginLoadError(f"plugin {name!r} implements {caller.name!r}, which is not an embedline hook; {hint}")
+        self._verified.add(name)
 
     def info(self, name: str) -> PluginInfo:
         plugin = self.load(name)
@@ -132,6 +157,9 @@ class PluginManager(pluggy.PluginManager):
             self._callers[key] = caller
         result = caller(**kwargs)
         if result is None:
+            target = self.get_plugin(plugin_name)
+            if any(impl.plugin is target for impl in getattr(self.hook, hook).get_hookimpls()):
+                raise PluginError(f"plugin {plugin_name!r}: its {hook!r} hook returned None")
             raise PluginLoadError(f"plugin {plugin_name!r} does not implement the {hook!r} hook")
         return result
 
@@ -150,6 +178,7 @@ class PluginManager(pluggy.PluginManager):
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         self._callers.clear()
+        self._verified.clear()
         return super().unregister(plugin, name)
 
     # -- listing -----------------------------------------------------------------------------

@@ -10,13 +10,15 @@ settings for text), so unchanged input always gives the same ids and identical c
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,64 +77,188 @@ def walk_files(root: Path, include: Sequence[str], exclude: Sequence[str]) -> li
 
 
 # ---------------------------------------------------------------------------------------------
-# Chunking
+# Chunking, as a stream: text arrives in pieces, chunks come out as soon as they are whole
 # ---------------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"\S+")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 
 
-def _windows(text: str, max_tokens: int, overlap: int) -> list[str]:
-    """Windows of ``max_tokens`` whitespace tokens, ``overlap`` shared, original spacing kept."""
-    spans = [m.span() for m in _WORD.finditer(text)]
-    if not spans:
-        return []
-    step = max_tokens - overlap
-    out = []
-    for start in range(0, len(spans), step):
-        window = spans[start : start + max_tokens]
-        out.append(text[window[0][0] : window[-1][1]])
-        if start + max_tokens >= len(spans):
-            break
-    return out
+class _Windows:
+    """Windows of ``max_tokens`` whitespace tokens sharing ``overlap``, original spacing kept, over
+    text fed in pieces that never cut a word.  Holds the text from the current window's start."""
+
+    def __init__(self, max_tokens: int, overlap: int):
+        self.size, self.step = max_tokens, max_tokens - overlap
+        self.text = ""
+        self.spans: list[tuple[int, int]] = []  # the words of ``text``
+
+    def feed(self, text: str) -> list[str]:
+        base = len(self.text)
+        self.text += text
+        self.spans += [(base + m.start(), base + m.end()) for m in _WORD.finditer(text)]
+        out, start, spans = [], 0, self.spans
+        while len(spans) - start > self.size:  # a word follows this window: it is not the last
+            out.append(self.text[spans[start][0] : spans[start + self.size - 1][1]])
+            start += self.step
+        if start:
+            cut = spans[start][0]
+            self.text = self.text[cut:]
+            self.spans = [(s - cut, e - cut) for s, e in spans[start:]]
+        elif not spans:
+            self.text = ""  # whitespace before the first word is in no window
+        return out
+
+    def finish(self) -> list[str]:
+        out = [self.text[self.spans[0][0] : self.spans[-1][1]]] if self.spans else []
+        self.text, self.spans = "", []
+        return out
+
+
+class _Chunker:
+    """:func:`chunk_text` over text that arrives in pieces: the same chunks, holding about one chunk
+    (plus one piece) at a time, whatever the length of the text."""
+
+    def __init__(self, spec: ChunkSpec):
+        self.spec = spec
+        self.paragraphs = spec.by == "paragraph"
+        self.tail = ""  # text not split yet: a word, or a run of whitespace, that may go on
+        self.pending: list[str] = []  # pieces not joined to ``tail`` yet
+        self.pending_len = 0
+        self.windows = None if self.paragraphs else _Windows(spec.max_tokens, spec.overlap)
+        self.para: list[str] = []  # the current paragraph while it fits in one chunk
+        self.para_words = 0
+        self.current: list[str] = []  # paragraphs packed into the next chunk
+        self.size = 0
+
+    def feed(self, piece: str) -> list[str]:
+        self.pending.append(piece)
+        self.pending_len += len(piece)
+        if self.pending_len < len(self.tail):  # a very long word or space: join when it has doubled
+            return []
+        return self._split(final=False)
+
+    def finish(self, last: str = "") -> list[str]:
+        """The chunks that remain once ``last``, the end of the text, is added."""
+        self.pending.append(last)
+        out = self._split(final=True)
+        if self.paragraphs:
+            self._end_paragraph(out)
+            self._flush(out)
+        else:
+            out += self.windows.finish()
+        return out
+
+    def _split(self, final: bool) -> list[str]:
+        text = self.tail + "".join(self.pending)
+        self.pending, self.pending_len = [], 0
+        out: list[str] = []
+        pos = 0
+        if self.paragraphs:
+            for m in _PARAGRAPH_BREAK.finditer(text):  # a break lies in one run of whitespace
+                self._add(text[pos : m.start()], out)
+                self._end_paragraph(out)
+                pos = m.end()
+        cut = len(text)
+        if not final and text:
+            if not text[-1].isspace():  # the last word may go on in the next piece
+                cut -= len(text.rsplit(None, 1)[-1])
+            elif self.paragraphs:  # a paragraph break may begin in this whitespace
+                cut = len(text.rstrip())
+            cut = max(cut, pos)
+        self._add(text[pos:cut], out)
+        self.tail = text[cut:]
+        return out
+
+    def _add(self, text: str, out: list[str]) -> None:
+        """Text of the current paragraph (all of it, for ``tokens``), cut between words."""
+        if not text:
+            return
+        windows = self.windows
+        if windows is not None:
+            out += windows.feed(text)
+            return
+        self.para.append(text)
+        self.para_words += len(text.split())
+        if self.para_words > self.spec.max_tokens:  # too long for one chunk: windowed on its own
+            self._flush(out)
+            self.windows = _Windows(self.spec.max_tokens, self.spec.overlap)
+            out += self.windows.feed("".join(self.para))
+            self.para, self.para_words = [], 0
+
+    def _end_paragraph(self, out: list[str]) -> None:
+        if self.windows is not None:
+            out += self.windows.finish()
+            self.windows = None
+            return
+        para, n = "".join(self.para).strip(), self.para_words
+        self.para, self.para_words = [], 0
+        if not para:
+            return
+        if self.current and self.size + n > self.spec.max_tokens:
+            self._flush(out)
+        self.current.append(para)
+        self.size += n
+
+    def _flush(self, out: list[str]) -> None:
+        if self.current:
+            out.append("\n\n".join(self.current))
+            self.current, self.size = [], 0
+
+
+def iter_chunks(pieces: Iterable[str], spec: ChunkSpec) -> Iterator[str]:
+    """The chunks of the text that ``pieces`` make up when joined, as :func:`chunk_text` cuts it,
+    produced while the pieces are read.  ``by = "none"`` joins them: its one chunk is the text."""
+    if spec.by == "none":
+        text = "".join(pieces)
+        if text.strip():
+            yield text
+        return
+    chunker = _Chunker(spec)
+    for piece in pieces:
+        yield from chunker.feed(piece)
+    yield from chunker.finish()
 
 
 def chunk_text(text: str, spec: ChunkSpec) -> list[str]:
-    """Split ``text`` into chunks.  Tokens are whitespace-separated words (model independent)."""
+    """Split ``text`` into chunks.  Tokens are whitespace-separated words (model independent).
+
+    ``paragraph``: blank-line-separated paragraphs, stripped, packed while they fit in
+    ``max_tokens`` and joined by a blank line; a longer paragraph is windowed on its own.
+    ``tokens``: windows of ``max_tokens`` words sharing ``overlap``, original spacing kept.
+    ``none``: the text, unless it is only whitespace."""
     if spec.by == "none":
         return [text] if text.strip() else []
-    if spec.by == "tokens":
-        return _windows(text, spec.max_tokens, spec.overlap)
-    chunks: list[str] = []
-    current: list[str] = []
-    size = 0
-    for para in _PARAGRAPH_BREAK.split(text):
-        para = para.strip()
-        if not para:
-            continue
-        n = len(_WORD.findall(para))
-        if n > spec.max_tokens:  # a paragraph too long for one chunk is windowed on its own
-            if current:
-                chunks.append("\n\n".join(current))
-                current, size = [], 0
-            chunks.extend(_windows(para, spec.max_tokens, spec.overlap))
-            continue
-        if current and size + n > spec.max_tokens:
-            chunks.append("\n\n".join(current))
-            current, size = [], 0
-        current.append(para)
-        size += n
-    if current:
-        chunks.append("\n\n".join(current))
-    return chunks
+    return _Chunker(spec).finish(text)
 
 
 def content_id(*parts: bytes | str) -> str:
     digest = hashlib.blake2b(digest_size=16)
+    _hash_parts(digest, parts)
+    return digest.hexdigest()
+
+
+def _hash_parts(digest: Any, parts: Iterable[bytes | str]) -> None:
     for part in parts:
         digest.update(part.encode("utf-8") if isinstance(part, str) else part)
         digest.update(b"\x00")
-    return digest.hexdigest()
+
+
+class _ContentHash:
+    """``content_id(kind, data, *after)`` with ``data`` fed in blocks, never held whole."""
+
+    def __init__(self, kind: str):
+        self._digest = hashlib.blake2b(digest_size=16)
+        self._digest.update(kind.encode("utf-8") + b"\x00")
+
+    def update(self, block: bytes) -> None:
+        self._digest.update(block)
+
+    def hexdigest(self, *after: str) -> str:
+        digest = self._digest.copy()
+        digest.update(b"\x00")
+        _hash_parts(digest, after)
+        return digest.hexdigest()
 
 
 def _chunk_key(spec: ChunkSpec) -> str:
@@ -159,7 +285,7 @@ class Unit:
     """One file or row: the items it produced, or the error that stopped it."""
 
     uri: str
-    items: tuple[Item, ...] = ()
+    items: Iterable[Item] = ()  # a text file's: a TextFile, chunked as it is iterated
     error: ItemError | None = None
     origin: str | None = None  # for a row: the file it is in (its uri is ``origin:line``)
     line: int | None = None
@@ -195,39 +321,137 @@ class SeenUris:
         return n >> 3 < len(bits) and bool(bits[n >> 3] & 1 << (n & 7))
 
 
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: each byte of a file name that is not UTF-8 (which Python keeps as a
+    lone surrogate) is written ``\\xNN``, as Python's ``backslashreplace`` does.  Text that is valid
+    UTF-8, every ordinary file name included, comes back unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _display(path: Path, base: Path) -> str:
     try:
-        return path.relative_to(base).as_posix()
+        shown = path.relative_to(base).as_posix()
     except ValueError:
-        return str(path)
+        shown = str(path)
+    return printable(shown)
+
+
+#: Bytes read at a time to hash a file and to chunk its text: memory does not grow with the file.
+READ_BLOCK = 1 << 18
+#: ``chunk.by = "none"`` makes a text file one item holding the whole text; a larger file fails.
+MAX_WHOLE_TEXT = 16 << 20
+
+
+def _blocks(fh: Any, head: bytes, digest: _ContentHash) -> Iterator[bytes]:
+    """The file's bytes from ``head`` (already read) on, in blocks, each fed to ``digest``."""
+    block = head or fh.read(READ_BLOCK)
+    while block:
+        digest.update(block)
+        yield block
+        block = fh.read(READ_BLOCK)
+
+
+def _decoder(encoding: str) -> codecs.IncrementalDecoder:
+    b"".decode(encoding)  # LookupError, as for a whole file, for a codec that does not make text
+    return codecs.getincrementaldecoder(encoding)()
+
+
+def _decoded(blocks: Iterator[bytes], encoding: str, uri: str) -> Iterator[str]:
+    """Text pieces of ``blocks``; a decoding error names its byte, counted from the file's start."""
+    decoder = _decoder(encoding)
+    offset = 0
+    for block in itertools.chain(blocks, (b"",)):  # the empty block ends the text
+        held = len(decoder.getstate()[0])  # bytes of a character cut by the last block
+        try:
+            piece = decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            raise ItemError(uri, "read", f"not valid {encoding} text (byte {offset - held + exc.start})") from None
+        offset += len(block)
+        if piece:
+            yield piece
 
 
 def read_file(path: Path, spec: SourceSpec) -> Unit:
-    """One file into items: text is decoded and chunked; other media become one lazy item."""
+    """One file into items: text is chunked as it is read; other media become one lazy item.
+
+    The file is read in blocks of :data:`READ_BLOCK`: once to hash it (and to check that its text
+    decodes), then, for text, again when its items are iterated (:class:`TextFile`)."""
     uri = _display(path, spec.base_dir)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            if not head:
+                return Unit(uri, error=ItemError(uri, "read", "empty file"))
+            modality = sniff_modality(head)
+            metadata = {"path": _display(path, spec.path) if spec.path.is_dir() else printable(path.name)}
+            if modality is None:
+                return Unit(uri, error=ItemError(uri, "read", "binary content of an unknown type"))
+            digest = _ContentHash(modality)
+            if modality != "text":
+                for _ in _blocks(fh, head, digest):
+                    pass
+                item = Item(id=f"{digest.hexdigest()}:0", uri=uri, modality=modality, path=str(path), metadata=metadata)
+                return Unit(uri, items=(item,))
+            size = os.fstat(fh.fileno()).st_size
+            if spec.chunk.by == "none" and size > MAX_WHOLE_TEXT:
+                reason = (
+                    f'{size} bytes of text: too large for chunk by = "none" (one item holds the whole text, '
+                    f'at most {MAX_WHOLE_TEXT} bytes); use by = "paragraph" or "tokens"'
+                )
+                return Unit(uri, error=ItemError(uri, "read", reason))
+            words = False
+            for piece in _decoded(_blocks(fh, head, digest), spec.encoding, uri):
+                words = words or not piece.isspace()
     except OSError as exc:
         return Unit(uri, error=ItemError(uri, "read", exc.strerror or str(exc)))
-    if not data:
-        return Unit(uri, error=ItemError(uri, "read", "empty file"))
-    modality = sniff_modality(data[:4096])
-    metadata = {"path": _display(path, spec.path) if spec.path.is_dir() else path.name}
-    if modality is None:
-        return Unit(uri, error=ItemError(uri, "read", "binary content of an unknown type"))
-    if modality != "text":
-        item = Item(id=f"{content_id(modality, data)}:0", uri=uri, modality=modality, path=str(path), metadata=metadata)
-        return Unit(uri, items=(item,))
-    try:
-        text = data.decode(spec.encoding)
-    except UnicodeDecodeError as exc:
-        return Unit(uri, error=ItemError(uri, "read", f"not valid {spec.encoding} text (byte {exc.start})"))
+    except ItemError as exc:
+        return Unit(uri, error=exc)
     except LookupError:
         return Unit(uri, error=ItemError(uri, "read", f"unknown encoding {spec.encoding!r}"))
-    items = text_items(text, key=content_id("text", data, _chunk_key(spec.chunk)), uri=uri, spec=spec.chunk, metadata=metadata)
-    if not items:
+    if not words:
         return Unit(uri, error=ItemError(uri, "read", "no text (only whitespace)"))
-    return Unit(uri, items=tuple(items))
+    key = digest.hexdigest(_chunk_key(spec.chunk))
+    return Unit(uri, items=TextFile(path, spec, key=key, uri=uri, metadata=metadata))
+
+
+class TextFile:
+    """The items of a text file, chunked while the file is read (again), so that iterating holds
+    about one chunk, never the whole file.  Each iteration reads the file anew; indexing reads it
+    into a tuple (for small files and tests).
+
+    Iterating raises :class:`ItemError` when the file cannot be read any more, or when its bytes
+    are not those hashed into ``key`` (it changed since :func:`read_file` read it): the items
+    given before that carry ids of the older content, which a later run replaces.
+    """
+
+    def __init__(self, path: Path, spec: SourceSpec, *, key: str, uri: str, metadata: dict[str, Any]):
+        self.path, self.spec, self.key, self.uri, self.metadata = path, spec, key, uri, metadata
+
+    def __iter__(self) -> Iterator[Item]:
+        digest = _ContentHash("text")
+        try:
+            with open(self.path, "rb") as fh:
+                pieces = _decoded(_blocks(fh, b"", digest), self.spec.encoding, self.uri)
+                for i, chunk in enumerate(iter_chunks(pieces, self.spec.chunk)):
+                    yield Item(id=f"{self.key}:{i}", uri=self.uri, modality="text", chunk=i, text=chunk, metadata=self.metadata)
+        except OSError as exc:
+            raise ItemError(self.uri, "read", exc.strerror or str(exc)) from None
+        if digest.hexdigest(_chunk_key(self.spec.chunk)) != self.key:
+            raise ItemError(self.uri, "read", "the file changed while it was read; the next run stores what it holds then")
+
+    def __getitem__(self, index: int) -> Item:
+        return tuple(self)[index]
+
+    def __repr__(self) -> str:
+        return f"<TextFile {self.uri!r} {self.key}>"
 
 
 def _row_unit(row: Any, uri: str, spec: SourceSpec, origin: str, line: int) -> Unit:

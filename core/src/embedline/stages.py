@@ -140,14 +140,32 @@ def route_unit(
 ) -> tuple[list[tuple[int, Item]], Outcome]:
     """One file or row: its items assigned to targets, segmented, items already produced in this
     run dropped (identical content is one row).  The reader's step; records what it read in
-    ``ledger``."""
+    ``ledger``.  (:func:`read_windows` takes the items one at a time instead, so that a large
+    file is never held whole.)"""
     outcome = Outcome(units=1)
+    return list(_routed(unit, targets, routes, ledger, outcome)), outcome
+
+
+def _routed(
+    unit: Unit, targets: Sequence[Target], routes: Mapping[str, int], ledger: RunLedger, outcome: Outcome
+) -> Iterator[tuple[int, Item]]:
+    """:func:`route_unit`, item by item, counting into ``outcome``.  ``unit.items`` is iterated
+    once, as it is produced; if producing it fails (:class:`ItemError`), the failure is counted
+    and the items before it stand."""
     if unit.error is not None:
         ledger.failed(unit.uri)
         outcome.failures.append(unit.error)
-        return [], outcome
-    routed: list[tuple[int, Item]] = []
-    for item in unit.items:
+        return
+    items = iter(unit.items)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except ItemError as exc:  # a text file that became unreadable while it was chunked
+            ledger.failed(unit.uri)
+            outcome.failures.append(exc)
+            return
         index = routes.get(item.modality)
         if index is None:
             outcome.items += 1
@@ -165,32 +183,42 @@ def route_unit(
         ledger.saw(index, item.uri, unit.origin, unit.line)
         for piece in pieces:
             if ledger.admit(index, piece.id):
-                routed.append((index, piece))
+                yield index, piece
             else:
                 outcome.skipped += 1
-    return routed, outcome
 
 
 def read_windows(
     units: Iterator[Unit], targets: Sequence[Target], routes: Mapping[str, int], ledger: RunLedger
 ) -> Iterator[tuple[list[Window], Outcome]]:
-    """The reader stage: per unit read, the windows that filled up (often none) and what reading
-    it did.  Items of one target and modality gather until ``Target.window`` of them; the rest
-    come out after the last unit."""
+    """The reader stage: the windows that filled up (often none) and what reading did, once per
+    unit read, and also as soon as a window fills up within a unit (a large file).  Items of
+    one target and modality gather until ``Target.window`` of them; the rest come out after the
+    last unit."""
     pending: dict[tuple[int, str], list[Item]] = {}
     for unit in units:
-        routed, outcome = route_unit(unit, targets, routes, ledger)
+        outcome = Outcome(units=1)
         full: list[Window] = []
-        for index, item in routed:
+        for index, item in _routed(unit, targets, routes, ledger, outcome):
             window = pending.setdefault((index, item.modality), [])
             window.append(item)
             if len(window) >= targets[index].window(item.modality):
                 full.append(Window(index, window))
                 pending[index, item.modality] = []
+                yield full, _take(outcome)  # a large file: its windows go on while it is read
+                full = []
         yield full, outcome
     rest = [Window(index, items) for (index, _), items in pending.items() if items]
     if rest:
         yield rest, Outcome()
+
+
+def _take(outcome: Outcome) -> Outcome:
+    """What ``outcome`` counted so far, handed on; ``outcome`` counts on from zero."""
+    taken = attrs.evolve(outcome)
+    outcome.units = outcome.items = outcome.embedded = outcome.skipped = 0
+    outcome.failures, outcome.unrouted = [], {}
+    return taken
 
 
 def skip_stored(store: VectorStore, target: Target, items: list[Item]) -> tuple[list[Item], Outcome]:

@@ -5,6 +5,7 @@
   similar texts get similar vectors, and it counts what it embeds.
 * :func:`lite_store` — a ``[store]`` section for a Milvus Lite file in a temporary folder.
 * :func:`memory_store` — a ``[store]`` section for the built-in ``memory`` store, saved in a folder.
+* :class:`NullStore` — a store that keeps nothing (``NULL_STORE_PLUGIN``): a pipeline's own cost.
 * :class:`StoreConformance` — the store conformance suite: subclass it in a store plugin's tests.
 * :func:`load_plugin_model` — load a model through its plugin exactly as a pipeline does.
 * :func:`model_plugin_fixtures` — ``offline_hub``, ``pm`` and ``load``: what a model plugin's
@@ -25,16 +26,19 @@ import hashlib
 import os
 import re
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from embedline import hookimpl
-from embedline.contracts import Failed, Item, Model, Option, PluginInfo
+from embedline.contracts import Failed, Item, Model, Option, PluginInfo, VectorStore
 from embedline.plugins import PluginManager
 
 __all__ = [
+    "FAKE_TEXT_PLUGIN",
     "FakeTextModel",
+    "NULL_STORE_PLUGIN",
+    "NullStore",
     "StoreConformance",
     "fresh_plugin_manager",
     "import_cost",
@@ -122,6 +126,67 @@ class FakeTextModel:
             out /= np.linalg.norm(out, axis=1, keepdims=True)
         self.embedded += len(inputs)
         return out
+
+
+class NullStore(VectorStore):
+    """A store that keeps nothing, only counts the rows it is given: what a pipeline costs without a
+    database (memory benchmarks and tests).  Register it with :data:`NULL_STORE_PLUGIN`."""
+
+    def __init__(self) -> None:
+        self.fingerprints: dict[str, dict[str, Any]] = {}
+        self.rows = 0
+
+    def get_fingerprint(self, collection: str) -> dict[str, Any] | None:
+        return self.fingerprints.get(collection)
+
+    def create_collection(self, collection: str, fingerprint: Any) -> None:
+        self.fingerprints[collection] = dict(fingerprint)
+
+    def existing_ids(self, collection: str, ids: Sequence[str], model: str) -> set[str]:
+        return set()
+
+    def upsert(self, collection: str, records: Sequence[Any]) -> None:
+        self.rows += len(records)
+
+    def search(self, collection: str, vectors: Any, k: int, filter: Any = None) -> list[list[Any]]:
+        return [[] for _ in vectors]
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        pass
+
+    def scan(self, collection: str) -> Iterator[tuple[str, str]]:
+        return iter(())
+
+    def count(self, collection: str) -> int:
+        return self.rows
+
+
+#: A plugin module for the store ``null`` (:class:`NullStore`): register it with
+#: ``fresh_plugin_manager(types.ModuleType(...))`` or write it with :func:`write_plugin_distribution`.
+NULL_STORE_PLUGIN = """
+from embedline import hookimpl
+from embedline.contracts import PluginInfo
+from embedline.testing import NullStore
+
+plugin_info = PluginInfo(kind="store", description="keeps nothing: measures the pipeline without a database")
+
+
+@hookimpl
+def store(spec):
+    return NullStore()
+"""
+
+
+#: A plugin module serving :class:`FakeTextModel`: write it with :func:`write_plugin_distribution`
+#: (``write_plugin_distribution(site, "fake", FAKE_TEXT_PLUGIN)``) to test what finds plugins by
+#: entry point, such as the command line in a subprocess.
+FAKE_TEXT_PLUGIN = """
+from embedline.testing import FakeTextModel
+
+_model = FakeTextModel()
+plugin_info = _model.plugin_info
+load_model, preprocess, embed = _model.load_model, _model.preprocess, _model.embed
+"""
 
 
 def load_plugin_model(

@@ -11,6 +11,8 @@ keep their meaning across releases.
   backend module, so the plugin's own module stays a declaration.
 * :func:`nearest` / :data:`METRICS` (from :mod:`embedline.exact`) — exact nearest neighbours in
   NumPy, scored as the store contract wants, for a store whose database has no vector search.
+* :func:`redact_uri` / :func:`redact_uris_in` (from :mod:`embedline.uris`) — a URI (or every URI in
+  a message) with the password and token-like query parameters shown as ``***``.
 
 Importing this module imports nothing heavy.
 """
@@ -25,6 +27,7 @@ from embedline import hookimpl
 from embedline.devices import parse_device, resolve_device
 from embedline.exact import METRICS, nearest
 from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source, weights_hash
+from embedline.uris import redact_uri, redact_uris_in
 
 __all__ = [
     "METRICS",
@@ -33,6 +36,8 @@ __all__ = [
     "nearest",
     "parse_device",
     "pin_downloaded",
+    "redact_uri",
+    "redact_uris_in",
     "resolve_device",
     "resolve_model_source",
     "weights_hash",

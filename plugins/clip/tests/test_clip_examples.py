@@ -50,5 +50,5 @@ def test_clip_example_text_query_finds_images(example, pm):
     assert len(hits) == 3 and {h["modality"] for h in hits} == {"image"}
     assert all(h["uri"].startswith("images/") for h in hits)
     with Pipeline.from_toml(example / "clip.toml", pm=pm) as pipeline:  # an image file as the query
-        top = pipeline.search(str(example / "images" / "chelsea.jpg"), k=1)[0]
+        top = pipeline.search(file=example / "images" / "chelsea.jpg", k=1)[0]
     assert top.uri == "images/chelsea.jpg" and top.score > 0.999

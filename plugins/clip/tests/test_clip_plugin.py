@@ -144,7 +144,7 @@ def test_text_and_image_queries_search_an_image_collection(tmp_path, tiny_clip, 
             assert hit.modality == "image" and hit.uri.rpartition("/")[2] in {p.name for p in photos.iterdir()}
             assert hit.metadata["path"] == hit.uri.rpartition("/")[2] and -1.0 <= hit.score <= 1.0
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-        by_image = pipeline.search(str(photos / "chelsea.jpg"), k=1)[0]
+        by_image = pipeline.search(file=photos / "chelsea.jpg", k=1)[0]
         assert by_image.uri.endswith("chelsea.jpg") and by_image.score > 0.999
         query = pipeline.model("text").embed(["a photo of a cat"], mode="query")
         assert abs(float(np.linalg.norm(query)) - 1.0) < 1e-5  # normalised: cosine scores compare

@@ -24,7 +24,7 @@ def test_one_row_per_window_with_its_moment(tmp_path, tiny_clip, pm, make_video)
         summary = pipeline.run()
         assert summary.units == 1 and summary.embedded == 4 and not summary.failed, summary.format()
         assert pipeline.store.count("test") == 4
-        hits = pipeline.search(str(tmp_path / "videos" / "colours.mp4"), k=4)  # the whole video as the query
+        hits = pipeline.search(file=tmp_path / "videos" / "colours.mp4", k=4)  # the whole video as the query
         windows = sorted((h.metadata["start"], h.metadata["end"]) for h in hits)
         assert windows == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 3.5)]
         assert {h.modality for h in hits} == {"video"} and {h.chunk for h in hits} == {0, 1, 2, 3}

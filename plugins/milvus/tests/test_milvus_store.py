@@ -261,7 +261,7 @@ def test_token_never_shows(tmp_path):
     with pytest.raises(StoreError) as err:
         embedline_milvus.store(spec)
     message = str(err.value)
-    assert message.startswith("cannot connect to Milvus at http://127.0.0.1:1")
+    assert message.startswith("cannot connect to Milvus at http://root:***@127.0.0.1:1")  # embedline.toolkit.redact_uri
     assert token not in message and "pw-in-uri" not in message and token not in repr(err.value)
 
 

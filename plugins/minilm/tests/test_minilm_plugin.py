@@ -39,6 +39,7 @@ def test_plugin_info():
     assert info.kind == "model" and info.modalities == ("text",)
     assert {k: o.default for k, o in info.options.items()} == {
         "max_seq_length": None, "query_prompt": None, "document_prompt": None,
+        "backend": "torch", "quantize": None, "threads": None,
     }  # fmt: skip
     info.validate({"max_seq_length": None})
     with pytest.raises(ValueError, match="max_seq_length"):

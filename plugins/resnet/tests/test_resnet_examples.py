@@ -36,6 +36,6 @@ def test_images_example(example, pm, capsys):
     with Pipeline.from_toml(example / "images.toml", pm=pm) as pipeline:
         summary = pipeline.run()
         assert summary.embedded == 8 and not summary.failed, summary.format()
-        hit = pipeline.search(str(example / "images" / "chelsea.jpg"), k=1)[0]
+        hit = pipeline.search(file=example / "images" / "chelsea.jpg", k=1)[0]
         assert hit.uri == "images/chelsea.jpg" and hit.score > 0.999
     assert (example / "images.db").exists()

@@ -229,7 +229,7 @@ def test_a_folder_with_bad_images_stores_every_good_one(tmp_path, tiny_resnet, g
         for name, word in bad_images[1].items():
             assert failed[name].uri == f"mixed/{name}" and word in failed[name].reason, failed[name]
         assert "mixed/truncated.jpg" in summary.format()
-        hits = pipeline.search(str(folder / "exif_rotated.jpg"), k=2)  # an image file as the query
+        hits = pipeline.search(file=folder / "exif_rotated.jpg", k=2)  # an image file as the query
         assert hits[0].uri == "mixed/exif_rotated.jpg" and hits[0].modality == "image"
         assert hits[0].score > 0.999
 
@@ -256,12 +256,12 @@ def test_photos_exact_and_near_duplicates(tmp_path, tiny_resnet, photos, pm):
     with Pipeline.from_dict(config, base_dir=tmp_path, pm=pm) as pipeline:
         summary = pipeline.run()
         assert summary.embedded == len(queries["resized"]) and not summary.failed
-        exact = pipeline.search([str(p) for p in sorted(photos.glob("*.png"))], k=1)
+        exact = pipeline.search(file=sorted(photos.glob("*.png")), k=1)
         for path, hits in zip(sorted(photos.glob("*.png")), exact):
             assert hits[0].uri.endswith(path.name) and hits[0].score > 0.999
         recall = {}
         for kind, pairs in queries.items():
-            hits = pipeline.search([str(q) for q, _ in pairs], k=1)
+            hits = pipeline.search(file=[q for q, _ in pairs], k=1)
             recall[kind] = sum(h[0].uri.endswith(name) for h, (_, name) in zip(hits, pairs)) / len(pairs)
         assert pipeline.run().skipped == summary.embedded  # nothing changed, nothing embedded
     print(f"\nnear-duplicate recall@1 over {len(queries['resized'])} photos, tiny random ResNet: "
@@ -312,7 +312,7 @@ def test_routing_texts_to_minilm_and_images_to_resnet(tmp_path, tiny_resnet, goo
         summary = pipeline.run()
         assert summary.embedded == 6 and not summary.failed, summary.format()
         assert pipeline.store.count("texts") == 2 and pipeline.store.count("images") == 4
-        image_hits = pipeline.search(str(folder / "actually-an-image.txt"), k=4)
+        image_hits = pipeline.search(file=folder / "actually-an-image.txt", k=4)
         assert {h.uri for h in image_hits} == {
             f"mixed/{n}" for n in ("rgb.jpg", "rgba.png", "animated.gif", "actually-an-image.txt")
         }

@@ -60,7 +60,7 @@ def test_the_same_sentence_in_other_voices_is_the_nearest_neighbour(speech, pm):
         summary = pipeline.run()
         assert summary.embedded == len(SENTENCES) * len(VOICES) and not summary.failed
         files = sorted((speech / "speech").glob("*.wav"))
-        results = pipeline.search([str(f) for f in files], k=2)
+        results = pipeline.search(file=files, k=2)
     correct = 0
     for query, hits in zip(files, results):
         nearest = next(h for h in hits if not h.uri.endswith(query.name))

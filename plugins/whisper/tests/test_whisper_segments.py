@@ -69,7 +69,7 @@ def test_the_search_command_shows_start_and_end(tmp_path, long_audio, tiny_whisp
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "embedline", "search", "audio.toml", "query.wav", "-k", "3"],
+        [sys.executable, "-m", "embedline", "search", "audio.toml", "--file", "query.wav", "-k", "3"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

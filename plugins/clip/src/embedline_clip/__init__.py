@@ -16,6 +16,7 @@ from embedline_media import duration as media_duration
 from embedline_media.frames import VIDEO_OPTIONS, validate_video_options
 
 __version__ = "0.1.0"
+DEFAULT_NAME = "openai/clip-vit-base-patch32"
 
 
 plugin_info = PluginInfo(
@@ -25,6 +26,7 @@ plugin_info = PluginInfo(
     description="CLIP images and texts in one space (default openai/clip-vit-base-patch32, 512-d); video as mean of frames",
     validate=validate_video_options,
     duration=media_duration,
+    model_sources=lambda spec: {"name": spec.name or DEFAULT_NAME},
 )
 
 

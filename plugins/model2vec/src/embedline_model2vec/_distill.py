@@ -8,11 +8,16 @@ would pick it up.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from embedline.errors import ModelSourceError
@@ -86,17 +91,62 @@ def run_distill(teacher: ResolvedSource, pca_dims: int, spec):
         ) from None
     device = _device(spec)
     try:
-        return distill(
-            model_name=str(teacher.path),
-            pca_dims=pca_dims,
-            device=device,
-            trust_remote_code=spec.trust_remote_code,
-        )
+        with _progress_bars_off_unless_interactive():
+            return distill(
+                model_name=str(teacher.path),
+                pca_dims=pca_dims,
+                device=device,
+                trust_remote_code=spec.trust_remote_code,
+            )
     except Exception as exc:  # report which teacher failed, in one line
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelSourceError(
             f"distill_from {teacher.source!r}: distillation from {teacher.path} failed: {type(exc).__name__}: {detail}"
         ) from exc
+
+
+_BARS = threading.Lock()  # one distillation at a time swaps the bars, so each puts back the originals
+
+
+@contextlib.contextmanager
+def _progress_bars_off_unless_interactive() -> Iterator[None]:
+    """No progress bars during a distillation unless stderr is a terminal.
+
+    model2vec draws its "Encoding tokens" bar (tens of seconds) with a plain ``tqdm`` that has no
+    switch, and transformers its "Loading weights" bar.  For this call only, the ``tqdm`` that
+    model2vec's module looks up is replaced by one made with ``disable=True``, and transformers
+    gets a tqdm hook (``transformers.utils.logging.set_tqdm_hook``) that does the same; both are
+    put back when the call returns.  No environment variable, logger or global tqdm setting of
+    the host process is changed."""
+    try:
+        interactive = sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        interactive = False
+    if interactive:
+        yield
+        return
+    from model2vec.distill import inference
+
+    try:
+        from transformers.utils.logging import set_tqdm_hook
+    except ImportError:  # an older transformers: its bar stays
+        set_tqdm_hook = None
+    with _BARS:
+        saved = getattr(inference, "tqdm", None)
+        if saved is not None:
+            inference.tqdm = functools.partial(saved, disable=True)
+        previous = set_tqdm_hook(_disabled) if set_tqdm_hook is not None else None
+        try:
+            yield
+        finally:
+            if set_tqdm_hook is not None:
+                set_tqdm_hook(previous)
+            if saved is not None:
+                inference.tqdm = saved
+
+
+def _disabled(factory, args, kwargs):
+    return factory(*args, **{**kwargs, "disable": True})
 
 
 def write_atomically(final: Path, model, record: dict) -> None:

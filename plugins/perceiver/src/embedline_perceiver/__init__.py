@@ -19,6 +19,7 @@ from embedline.toolkit import model_hooks
 from embedline_media import duration as media_duration
 
 __version__ = "0.1.0"
+DEFAULT_NAME = "deepmind/multimodal-perceiver"
 
 
 def _validate(options: Mapping[str, Any]) -> None:
@@ -55,6 +56,7 @@ plugin_info = PluginInfo(
     description="DeepMind multimodal Perceiver IO video+audio embeddings (deepmind/multimodal-perceiver, 512-d)",
     validate=_validate,
     duration=media_duration,
+    model_sources=lambda spec: {"name": spec.name or DEFAULT_NAME},
 )
 
 

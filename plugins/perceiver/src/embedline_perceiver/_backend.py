@@ -10,9 +10,9 @@ from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.toolkit import parse_device, resolve_device, resolve_model_source
 
+from embedline_perceiver import DEFAULT_NAME
 from embedline_perceiver._clips import Clip, Layout, read_clip
 
-DEFAULT_NAME = "deepmind/multimodal-perceiver"
 HINT = (
     "no offline copy of deepmind/multimodal-perceiver ships on PyPI; on a machine with access to the hub run "
     "`huggingface-cli download deepmind/multimodal-perceiver --local-dir models/multimodal-perceiver` and set "

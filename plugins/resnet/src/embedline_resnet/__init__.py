@@ -18,6 +18,7 @@ from embedline_media import duration as media_duration
 from embedline_media.frames import VIDEO_OPTIONS, validate_video_options
 
 __version__ = "0.1.0"
+DEFAULT_NAME = "microsoft/resnet-50"
 
 
 def _validate(options: Mapping[str, Any]) -> None:
@@ -48,6 +49,8 @@ plugin_info = PluginInfo(
     description="ResNet-50 and other image backbones (default microsoft/resnet-50, 2048-d); video as mean of frames",
     validate=_validate,
     duration=media_duration,
+    # the torchhub backend finds its repository itself (embedline_resnet._torchhub)
+    model_sources=lambda spec: {} if spec.option("backend") == "torchhub" else {"name": spec.name or DEFAULT_NAME},
 )
 
 

@@ -17,9 +17,8 @@ from embedline.errors import ConfigError, ModelSourceError
 from embedline.toolkit import pin_downloaded, resolve_device, resolve_model_source
 from embedline_media.frames import describe_processor, embed_frames, preprocess_items, video_settings
 
-from embedline_resnet import plugin_info
+from embedline_resnet import DEFAULT_NAME, plugin_info
 
-DEFAULT_NAME = "microsoft/resnet-50"
 HINT = (
     "no ResNet weights ship on PyPI; on a machine with the hub save them once with "
     "AutoModelForImageClassification.from_pretrained('microsoft/resnet-50').save_pretrained(DIR) and "

