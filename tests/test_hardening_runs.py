@@ -331,7 +331,10 @@ def test_text_files_read_in_small_blocks_keep_their_ids_chunks_and_errors(tmp_pa
     assert len(expected) > 30
 
 
-def test_a_text_file_that_changes_while_it_is_chunked_is_a_failure_of_that_file(tmp_path, pm):
+def test_a_text_file_that_changes_while_it_is_chunked_is_a_failure_of_that_file(tmp_path, pm, monkeypatch):
+    import embedline.sources as sources
+
+    monkeypatch.setattr(sources, "READ_BLOCK", 8)  # more than one block: chunked as the file is read again
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "a.txt").write_text("one two three four five six")

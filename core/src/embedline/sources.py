@@ -383,7 +383,8 @@ def read_file(path: Path, spec: SourceSpec) -> Unit:
     """One file into items: text is chunked as it is read; other media become one lazy item.
 
     The file is read in blocks of :data:`READ_BLOCK`: once to hash it (and to check that its text
-    decodes), then, for text, again when its items are iterated (:class:`TextFile`)."""
+    decodes), then, for a text file larger than one block, again when its items are iterated
+    (:class:`TextFile`); a smaller one is chunked from the text already read."""
     uri = _display(path, spec.base_dir)
     try:
         with open(path, "rb") as fh:
@@ -408,8 +409,11 @@ def read_file(path: Path, spec: SourceSpec) -> Unit:
                 )
                 return Unit(uri, error=ItemError(uri, "read", reason))
             words = False
+            kept: list[str] | None = [] if size <= READ_BLOCK else None  # a small file's text, chunked below
             for piece in _decoded(_blocks(fh, head, digest), spec.encoding, uri):
                 words = words or not piece.isspace()
+                if kept is not None:
+                    kept.append(piece)
     except OSError as exc:
         return Unit(uri, error=ItemError(uri, "read", exc.strerror or str(exc)))
     except ItemError as exc:
@@ -419,6 +423,8 @@ def read_file(path: Path, spec: SourceSpec) -> Unit:
     if not words:
         return Unit(uri, error=ItemError(uri, "read", "no text (only whitespace)"))
     key = digest.hexdigest(_chunk_key(spec.chunk))
+    if kept is not None:  # read in one block: chunk the text in hand instead of reading the file again
+        return Unit(uri, items=tuple(text_items("".join(kept), key=key, uri=uri, spec=spec.chunk, metadata=metadata)))
     return Unit(uri, items=TextFile(path, spec, key=key, uri=uri, metadata=metadata))
 
 
