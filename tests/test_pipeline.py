@@ -150,6 +150,22 @@ def test_search_with_filter_and_many_queries(tmp_path, corpus, pm):
         assert [h[0].uri for h in many] == ["docs/space.md", "docs/cooking.md"]
 
 
+def test_searches_check_the_collection_once_per_pipeline(tmp_path, corpus, pm):
+    with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
+        p.run()
+    with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
+        store = p.store
+        reads = []
+        get_fingerprint = store.get_fingerprint
+        store.get_fingerprint = lambda collection: reads.append(collection) or get_fingerprint(collection)
+        first = p.search("the moon", k=1)
+        assert [h.uri for h in first] == ["docs/space.md"] and reads == ["test"]
+        for query in ("cats", "pasta", "the moon"):
+            p.search(query, k=1)
+        assert reads == ["test"]  # checked on the first search only
+        assert p.search("the moon", k=1) == first
+
+
 def test_file_path_as_query(tmp_path, corpus, pm):
     with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
         p.run()

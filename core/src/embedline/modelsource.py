@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import re
 import socket
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -62,6 +64,15 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def cache_root(name: str) -> Path:
+    """The folder where embedline or a plugin keeps ``name``'s rebuildable files:
+    ``$EMBEDLINE_CACHE/<name>``, else ``$XDG_CACHE_HOME/embedline/<name>``, else
+    ``~/.cache/embedline/<name>``.  Nothing is created here; callers create what they write."""
+    if os.environ.get("EMBEDLINE_CACHE"):
+        return Path(os.environ["EMBEDLINE_CACHE"]).expanduser() / name
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "embedline" / name
+
+
 def weights_hash(folder: Path) -> str:
     """sha256 over the weight files of a folder (names and bytes), so any change of weights shows."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
@@ -69,17 +80,61 @@ def weights_hash(folder: Path) -> str:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts)
     digest = hashlib.sha256()
     for file in files:
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
-        file_hash = _hash_cache.get(key)
-        if file_hash is None:
-            h = hashlib.sha256()
-            with open(file, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            file_hash = _hash_cache[key] = h.hexdigest()
+        file_hash = file_sha256(file)
         digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + file_hash.encode() + b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+HASHES_CACHED_FROM = 1 << 20  # smaller files are hashed every time: it costs less than the cache entry
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def file_sha256(file: Path) -> str:
+    """The sha256 of a file, remembered between processes for files of 1 MiB and more.
+
+    The rule (the same one git's index relies on): a file whose resolved path, size, inode,
+    modification time and status-change time (``st_ctime_ns``, which no user call can set back)
+    are all unchanged has unchanged bytes.  Entries live in ``cache_root("hashes")``, one small
+    file each, written atomically; an unreadable or unwritable cache only means hashing again.
+    """
+    stat = file.stat()
+    resolved = str(file.resolve())
+    key = (resolved, stat.st_size, stat.st_mtime_ns)
+    found = _hash_cache.get(key)
+    if found is not None:
+        return found
+    entry = None
+    if stat.st_size >= HASHES_CACHED_FROM:
+        stamp = f"{resolved}\0{stat.st_size}\0{stat.st_ino}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}"
+        entry = cache_root("hashes") / hashlib.blake2b(stamp.encode(), digest_size=16).hexdigest()
+        try:
+            found = entry.read_text(encoding="ascii").strip()
+        except (OSError, ValueError):
+            found = None
+        if found is not None and _HEX64.fullmatch(found):
+            _hash_cache[key] = found
+            return found
+    h = hashlib.sha256()
+    with open(file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    found = _hash_cache[key] = h.hexdigest()
+    if entry is not None:
+        _remember(entry, found)
+    return found
+
+
+def _remember(entry: Path, value: str) -> None:
+    partial = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(value + "\n", encoding="ascii")
+        os.replace(partial, entry)
+    except OSError:  # a read-only or full cache: hash again next time
+        try:
+            partial.unlink()
+        except OSError:
+            pass
 
 
 def _package_path(name: str, source: str) -> Path:

@@ -24,7 +24,14 @@ import attrs
 from embedline import fingerprints
 from embedline.config import PipelineConfig, bind_plugins, check_model_sources, check_source, load_config, parse_config
 from embedline.contracts import Executor, Hit, VectorStore
-from embedline.errors import ConfigError, EmbedlineError, ItemError, ModelSourceError, PipelineClosedError
+from embedline.errors import (
+    CollectionNotFoundError,
+    ConfigError,
+    EmbedlineError,
+    ItemError,
+    ModelSourceError,
+    PipelineClosedError,
+)
 from embedline.filters import as_filter
 from embedline.models import EmbeddingModel, as_item, file_item, load_model
 from embedline.plugins import PluginManager, get_plugin_manager
@@ -96,6 +103,7 @@ class Pipeline:
         self._store: VectorStore | None = None
         self._executor: Executor | None = None
         self._checked: dict[str, str] = {}  # collection -> identity of the model checked against it
+        self._search_targets: dict[int, Target] = {}  # model index -> its collection, checked once per pipeline
         self._closed = False
 
     @classmethod
@@ -125,6 +133,7 @@ class Pipeline:
             store, self._store = self._store, None
             store.close()
         self._checked.clear()
+        self._search_targets.clear()
         self._models.clear()
 
     def _check_open(self) -> None:
@@ -314,9 +323,19 @@ class Pipeline:
         modality = items[0].modality if items else "text"
         if any(it.modality != modality for it in items):
             raise EmbedlineError("search: all queries in one call must have the same modality")
-        target = self._target(self._model_index(modality), create=False)
+        index = self._model_index(modality)
+        # The collection is checked against the model on the first search only: later searches are
+        # one store call.  If it disappears meanwhile, the store says so and the next search checks again.
+        target = self._search_targets.get(index)
+        if target is None or self._checked.get(target.collection) != target.identity:
+            target = self._search_targets[index] = self._target(index, create=False)
         vectors = self.model_at(target.index).embed(items, mode="query")
-        hits = self.store.search(target.collection, vectors, k, as_filter(filter))
+        try:
+            hits = self.store.search(target.collection, vectors, k, as_filter(filter))
+        except CollectionNotFoundError:
+            self._search_targets.pop(index, None)
+            self._checked.pop(target.collection, None)
+            raise
         return hits if many else hits[0]
 
 

@@ -5,7 +5,10 @@ keep their meaning across releases.
 
 * :func:`resolve_model_source` / :class:`ResolvedSource` / :func:`pin_downloaded` /
   :func:`weights_hash` — a hub id, a local folder or ``package:NAME`` to a folder and a revision,
-  with no network unless the hub answers.
+  with no network unless the hub answers; :func:`file_sha256` (a file's hash, remembered between
+  processes while its size, inode and times are unchanged).
+* :func:`cache_root` — the folder for a plugin's rebuildable files (``$EMBEDLINE_CACHE/<name>``, else
+  ``~/.cache/embedline/<name>``).
 * :func:`resolve_device` / :func:`parse_device` — the ``device`` key of a model section.
 * :func:`model_hooks` — the three model hooks of a plugin whose work lives in a lazily imported
   backend module, so the plugin's own module stays a declaration.
@@ -26,12 +29,21 @@ from typing import Any
 from embedline import hookimpl
 from embedline.devices import parse_device, resolve_device
 from embedline.exact import METRICS, nearest
-from embedline.modelsource import ResolvedSource, pin_downloaded, resolve_model_source, weights_hash
+from embedline.modelsource import (
+    ResolvedSource,
+    cache_root,
+    file_sha256,
+    pin_downloaded,
+    resolve_model_source,
+    weights_hash,
+)
 from embedline.uris import redact_uri, redact_uris_in
 
 __all__ = [
     "METRICS",
     "ResolvedSource",
+    "cache_root",
+    "file_sha256",
     "model_hooks",
     "nearest",
     "parse_device",

@@ -269,3 +269,110 @@ def test_lite_path_must_be_a_folder(tmp_path):
     (tmp_path / "old.db").write_bytes(b"not a folder")
     with pytest.raises(StoreError, match="is a file"):
         embedline_milvus.store(make_spec(tmp_path, uri="old.db"))
+
+
+class _CountingClient:
+    """The real MilvusClient, recording the name of every method called on it (the round trips)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _counted(store) -> _CountingClient:
+    store._client = _CountingClient(store._client)
+    return store._client
+
+
+def test_a_reopened_collection_costs_one_call_to_check_and_one_per_search(tmp_path):
+    spec = make_spec(tmp_path, metric="L2")
+    first = embedline_milvus.store(spec)
+    first.create_collection("c", FINGERPRINT)
+    vectors = unit_vectors(5)
+    first.upsert("c", records(vectors))
+    first.close()
+
+    second = embedline_milvus.store(spec)
+    try:
+        client = _counted(second)
+        assert second.get_fingerprint("c") == FINGERPRINT
+        assert client.calls == ["describe_collection"]
+        assert second.get_fingerprint("missing") is None
+        client.calls.clear()
+        hit = second.search("c", vectors[3], k=1)[0][0]
+        # The metric came back with the fingerprint: no describe_index; L2 distances still negated.
+        assert hit.id == "r3" and hit.score == pytest.approx(0.0, abs=1e-5)
+        assert second.search("c", vectors[3], k=2)[0][1].score < 0
+        assert "describe_index" not in client.calls and "describe_collection" not in client.calls
+        client.calls.clear()
+        second.search("c", vectors[1], k=1)
+        assert client.calls == ["search"]
+    finally:
+        second.close()
+
+
+def test_a_collection_without_a_recorded_metric_asks_its_index(tmp_path):
+    """Collections created before the metric was recorded in their properties still search right."""
+    import json
+
+    from pymilvus import MilvusClient
+
+    spec = make_spec(tmp_path, metric="L2")
+    store = embedline_milvus.store(spec)
+    try:
+        raw = store.client
+        schema = store._schema(DIM)
+        index = raw.prepare_index_params()
+        index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="L2")
+        raw.create_collection(
+            "old", schema=schema, index_params=index, consistency_level="Strong",
+            properties={"embedline.fingerprint": json.dumps(FINGERPRINT)},
+        )
+        assert isinstance(raw, MilvusClient)
+    finally:
+        store.close()
+    reopened = embedline_milvus.store(make_spec(tmp_path, metric="COSINE"))  # the option changed since
+    try:
+        vectors = unit_vectors(4)
+        reopened.upsert("old", records(vectors))
+        client = _counted(reopened)
+        hits = reopened.search("old", vectors[2], k=2)[0]
+        assert "describe_index" in client.calls
+        assert hits[0].id == "r2" and hits[0].score == pytest.approx(0.0, abs=1e-5) and hits[1].score < 0
+    finally:
+        reopened.close()
+
+
+def test_a_pipeline_notices_a_collection_dropped_between_searches(tmp_path):
+    from embedline.errors import CollectionNotFoundError
+    from embedline.pipeline import Pipeline
+    from embedline.testing import FakeTextModel, fresh_plugin_manager
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("the moon orbits the earth")
+    (docs / "b.txt").write_text("boil the pasta")
+    config = {
+        "source": {"path": str(docs)},
+        "model": {"plugin": "fake"},
+        "store": {"plugin": "milvus", "uri": str(tmp_path / "v.db"), "collection": "docs"},
+    }
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(FakeTextModel())) as p:
+        p.run()
+        assert p.search("the moon", k=1)[0].uri == "docs/a.txt"
+        p.store.client.drop_collection("docs")
+        with pytest.raises(CollectionNotFoundError, match="'docs'"):
+            p.search("the moon", k=1)
+        p.run()  # makes it again; the next search checks it again
+        assert p.search("pasta", k=1)[0].uri == "docs/b.txt"

@@ -177,6 +177,40 @@ def test_preprocess_is_the_same_for_both_backends(pm, load, tiny_dir):
     assert [len(x) for x in prepared["onnx"]] == [8, 5, 8, 4]
 
 
+class _CountingTokenizer:
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.texts = 0
+
+    def encode_batch(self, texts, **kwargs):
+        self.texts += len(texts)
+        return self.tokenizer.encode_batch(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_each_text_is_tokenized_once_and_padded_on_the_tokenizers_side(pm, load, tiny_dir, tmp_path):
+    model = load(str(tiny_dir), backend="onnx", options={"max_seq_length": 8})
+    expected = run(pm, model, TEXTS)
+    counting = model.impl.tokenizer = _CountingTokenizer(model.impl.tokenizer)
+    np.testing.assert_allclose(run(pm, model, TEXTS), expected, atol=1e-6)
+    assert counting.texts == len(TEXTS)  # preprocess only: embed pads what preprocess tokenized
+    # Texts that did not go through preprocess (a caller's own inputs) are tokenized by embed.
+    np.testing.assert_allclose(pm.call("embed", "minilm", model=model, inputs=TEXTS, mode="document"), expected, atol=1e-6)
+    assert counting.texts == 2 * len(TEXTS)
+
+    left = tmp_path / "left"
+    shutil.copytree(tiny_dir, left)
+    config = left / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "padding_side": "left"}))
+    left_model = load(str(left), backend="onnx", options={"max_seq_length": 8})
+    assert left_model.impl.pad_left
+    # Padded on the left as sentence-transformers pads it (positions shift, so vectors differ from right padding).
+    left_torch = load(str(left), backend="torch", options={"max_seq_length": 8})
+    np.testing.assert_allclose(run(pm, left_model, TEXTS), run(pm, left_torch, TEXTS), atol=1e-5)
+
+
 def test_max_seq_length_beyond_the_model(load, tiny_dir):
     with pytest.raises(ConfigError, match="max_seq_length.*512 positions"):
         load(str(tiny_dir), backend="onnx", options={"max_seq_length": 10_000})

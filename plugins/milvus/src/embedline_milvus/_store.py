@@ -20,6 +20,7 @@ from embedline_milvus._logs import ours, quiet
 from embedline_milvus._options import COLLECTION_NAME
 
 FINGERPRINT_KEY = "embedline.fingerprint"
+METRIC_KEY = "embedline.metric"  # the metric the index was built with, recorded at creation
 OUTPUT_FIELDS = ["uri", "modality", "chunk", "text", "metadata"]
 ID_MAX_LENGTH = 128
 URI_MAX_LENGTH = 4096
@@ -58,10 +59,16 @@ class MilvusStore(VectorStore):
     @quiet
     def get_fingerprint(self, collection: str) -> dict[str, Any] | None:
         with self._failing(collection, f"reading collection {collection!r}"):
-            if not self.client.has_collection(collection):
-                return None
-            info = self.client.describe_collection(collection)
-        raw = (info.get("properties") or {}).get(FINGERPRINT_KEY)
+            # One round trip: a missing collection is the describe call's "not found" (code 100);
+            # servers that report it otherwise are asked once more.
+            try:
+                info = self.client.describe_collection(collection)
+            except MilvusException as exc:
+                if exc.code == _COLLECTION_NOT_FOUND or not self.client.has_collection(collection):
+                    return None
+                raise
+        properties = info.get("properties") or {}
+        raw = properties.get(FINGERPRINT_KEY)
         if raw is None:
             raise StoreError(
                 f"collection {collection!r} in {self._conn.where} was not created by embedline "
@@ -72,6 +79,8 @@ class MilvusStore(VectorStore):
         except ValueError:
             raise StoreError(f"collection {collection!r}: unreadable {FINGERPRINT_KEY!r} property") from None
         self._dims[collection] = _vector_dim(info)
+        if properties.get(METRIC_KEY):  # collections made before the metric was recorded ask the index
+            self._metrics[collection] = str(properties[METRIC_KEY]).upper()
         return fingerprint
 
     @quiet
@@ -101,7 +110,10 @@ class MilvusStore(VectorStore):
                 schema=schema,
                 index_params=index,
                 consistency_level="Strong",
-                properties={FINGERPRINT_KEY: json.dumps(dict(fingerprint), sort_keys=True, default=str)},
+                properties={
+                    FINGERPRINT_KEY: json.dumps(dict(fingerprint), sort_keys=True, default=str),
+                    METRIC_KEY: self._metric,  # read back with the fingerprint: no describe_index per process
+                },
             )
         self._dims[collection] = dim
         self._metrics[collection] = self._metric

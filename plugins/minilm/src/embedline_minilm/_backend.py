@@ -117,11 +117,12 @@ class Prompted:
     ``len()`` together, which for a transformer means less padding than ordering by characters.
     """
 
-    __slots__ = ("text", "tokens")
+    __slots__ = ("encoding", "text", "tokens")
 
-    def __init__(self, text: str, tokens: int):
+    def __init__(self, text: str, tokens: int, encoding: Any = None):
         self.text = text
         self.tokens = tokens
+        self.encoding = encoding  # the onnx backend's tokenization, reused by embed
 
     def __len__(self) -> int:
         return self.tokens
@@ -151,18 +152,23 @@ def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
     if not slots:
         return out
     limit = model.settings["max_seq_length"] or None
-    counts = _token_counts(model, [out[i] for i in slots])
-    for i, n in zip(slots, counts):
-        out[i] = Prompted(out[i], min(n, limit) if limit else n)
-    truncated = sum(n > limit for n in counts) if limit else 0
+    texts = [out[i] for i in slots]
+    if model.runtime.get("backend") == "onnx":  # tokenized once: embed takes these encodings as they are
+        encodings = model.impl.tokenize(texts)
+        for i, encoding in zip(slots, encodings):
+            out[i] = Prompted(out[i], len(encoding.ids), encoding)
+        truncated = sum(bool(e.overflowing) for e in encodings)
+    else:
+        counts = _token_counts(model, texts)
+        for i, n in zip(slots, counts):
+            out[i] = Prompted(out[i], min(n, limit) if limit else n)
+        truncated = sum(n > limit for n in counts) if limit else 0
     if truncated:
         model.count("truncated", truncated)
     return out
 
 
 def _token_counts(model: Model, texts: list[str]) -> list[int]:
-    if model.runtime.get("backend") == "onnx":
-        return model.impl.count_tokens(texts)
     st = model.impl
     counter = _counter_for(model)
     if getattr(st[0], "do_lower_case", False):
@@ -199,10 +205,11 @@ def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarr
     if not inputs:
         return np.zeros((0, model.dim), dtype=np.float32)
     batch_size = model.spec.batch_size if model.spec is not None else 32
-    texts = [x.text if isinstance(x, Prompted) else str(x) for x in inputs]
     prompt = model.settings[f"{mode}_prompt"]
     if model.runtime.get("backend") == "onnx":
-        return model.impl.encode(texts, batch_size=batch_size, normalize=model.normalized, prompt=prompt)
+        given = [_onnx_input(x) for x in inputs]
+        return model.impl.encode(given, batch_size=batch_size, normalize=model.normalized, prompt=prompt)
+    texts = [x.text if isinstance(x, Prompted) else str(x) for x in inputs]
     st = model.impl
     if prompt and _pooling_excludes_prompt(st):
         # Instructor-style models pool over the text only: hand the prompt over separately.
@@ -218,6 +225,12 @@ def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarr
         show_progress_bar=False,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _onnx_input(x: Prompted | str) -> Any:
+    if isinstance(x, Prompted):
+        return x.encoding if x.encoding is not None else x.text
+    return str(x)
 
 
 def _pooling_excludes_prompt(st) -> bool:

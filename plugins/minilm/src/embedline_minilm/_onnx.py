@@ -259,15 +259,16 @@ class OnnxEncoder:
             from tokenizers.normalizers import Sequence as Normalizers
 
             counter.normalizer = Normalizers([Lowercase(), counter.normalizer] if counter.normalizer else [Lowercase()])
-        counter.no_truncation()
+        # One tokenization per text: ``tokenize`` (from preprocess) truncates to max_seq_length and
+        # says whether it had to; ``encode`` pads those encodings itself, so nothing is tokenized twice.
         counter.no_padding()
-        self.counter = counter  # token counts for preprocess: the whole text, nothing added
-        tokenizer = Tokenizer.from_str(counter.to_str())
         if max_seq_length:
-            tokenizer.enable_truncation(max_length=max_seq_length, strategy="longest_first")
-        pad_token, pad_id = self._pad(tokenizer)
-        side = str(config.tokenizer_config.get("padding_side") or "right")
-        tokenizer.enable_padding(direction=side, pad_id=pad_id, pad_token=pad_token)
+            counter.enable_truncation(max_length=max_seq_length, strategy="longest_first")
+        else:
+            counter.no_truncation()
+        tokenizer = counter
+        _, self.pad_id = self._pad(tokenizer)
+        self.pad_left = str(config.tokenizer_config.get("padding_side") or "right") == "left"
         self.tokenizer = tokenizer
         self.special_ids = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         self._prompt_lengths: dict[str, int] = {}
@@ -281,8 +282,10 @@ class OnnxEncoder:
         pad_id = int(self.config.hf_config.get("pad_token_id") or 0)
         return str(tokenizer.id_to_token(pad_id) or "[PAD]"), pad_id
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self.counter.encode_batch(texts, add_special_tokens=True)]
+    def tokenize(self, texts: list[str]) -> list[Any]:
+        """Each text's encoding as the model gets it: special tokens added, cut to max_seq_length
+        (``encoding.overflowing`` is not empty when it was cut), not padded."""
+        return self.tokenizer.encode_batch(texts, add_special_tokens=True)
 
     def check_output(self, dim: int) -> None:
         """Run one short text: the pooled width must be what the folder's Pooling module says."""
@@ -307,7 +310,8 @@ class OnnxEncoder:
             self._prompt_lengths[prompt] = n
         return self._prompt_lengths[prompt]
 
-    def encode(self, texts: Sequence[str], *, batch_size: int, normalize: bool, prompt: str = "") -> np.ndarray:
+    def encode(self, texts: Sequence[Any], *, batch_size: int, normalize: bool, prompt: str = "") -> np.ndarray:
+        """``texts``: strings, or encodings from :meth:`tokenize` (not tokenized again)."""
         skip = self.prompt_length(prompt) if prompt and not self.config.include_prompt else 0
         step = max(1, batch_size)
         out = [self._encode_batch(texts[start : start + step], skip) for start in range(0, len(texts), step)]
@@ -316,17 +320,36 @@ class OnnxEncoder:
             vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _encode_batch(self, texts: Sequence[str], skip: int) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _encode_batch(self, texts: Sequence[Any], skip: int) -> np.ndarray:
+        strings = [i for i, t in enumerate(texts) if isinstance(t, str)]
+        encodings = list(texts)
+        if strings:
+            for i, encoding in zip(strings, self.tokenize([texts[i] for i in strings])):
+                encodings[i] = encoding
+        ids, mask, types = self._padded(encodings)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+            feeds["token_type_ids"] = types
         if "position_ids" in self.inputs:
             feeds["position_ids"] = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy()
         hidden = self.session.run([self.output], {k: v for k, v in feeds.items() if k in self.inputs})[0]
         return pool(np.asarray(hidden, dtype=np.float32), mask, self.config.pooling, skip)
+
+
+    def _padded(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids, attention mask and token types of a batch, padded to its longest encoding on
+        the tokenizer's side (the encodings themselves are left as they are)."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            cols = slice(width - n, width) if self.pad_left else slice(0, n)
+            ids[row, cols] = encoding.ids
+            mask[row, cols] = encoding.attention_mask
+            types[row, cols] = encoding.type_ids
+        return ids, mask, types
 
 
 def _hidden_state_output(session) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 from embedline.errors import ModelSourceError
 from embedline.toolkit import ResolvedSource, resolve_model_source
+from embedline.toolkit import cache_root as toolkit_cache_root
 
 from embedline_minilm import ONNX_INSTALL
 from embedline_minilm._backend import first_line
@@ -47,9 +48,7 @@ _EXAMPLE_TEXTS = ("a cat sits on the mat", "the weather is nice today and the su
 
 
 def cache_root() -> Path:
-    if os.environ.get("EMBEDLINE_CACHE"):
-        return Path(os.environ["EMBEDLINE_CACHE"]).expanduser() / "minilm"
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "embedline" / "minilm"
+    return toolkit_cache_root("minilm")
 
 
 def cache_dir(revision: str, config: Path) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from embedline.errors import ModelSourceError
 from embedline.toolkit import ResolvedSource, parse_device, resolve_device, resolve_model_source
+from embedline.toolkit import cache_root as toolkit_cache_root
 
 MARKER = "embedline-distill.json"  # written last: a folder without it is not a finished model
 MINILM_HINT = (
@@ -36,10 +37,7 @@ def cache_root(spec) -> Path:
     if option:
         path = Path(option).expanduser()
         return path if path.is_absolute() else Path(spec.base_dir) / path
-    if os.environ.get("EMBEDLINE_CACHE"):
-        return Path(os.environ["EMBEDLINE_CACHE"]).expanduser() / "model2vec"
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "embedline" / "model2vec"
+    return toolkit_cache_root("model2vec")
 
 
 def cache_key(teacher_revision: str, pca_dims: int) -> str:
