@@ -298,7 +298,9 @@ def _counted(store) -> _CountingClient:
 def test_a_reopened_collection_costs_one_call_to_check_and_one_per_search(tmp_path):
     spec = make_spec(tmp_path, metric="L2")
     first = embedline_milvus.store(spec)
-    first.create_collection("c", FINGERPRINT)
+    first.create_collection("c", FINGERPRINT)  # index made without waiting for a build
+    index = first.client.describe_index("c", index_name="vector")
+    assert (index["index_type"], index["metric_type"]) == ("AUTOINDEX", "L2")
     vectors = unit_vectors(5)
     first.upsert("c", records(vectors))
     first.close()

@@ -108,13 +108,16 @@ class MilvusStore(VectorStore):
             self.client.create_collection(
                 collection,
                 schema=schema,
-                index_params=index,
                 consistency_level="Strong",
                 properties={
                     FINGERPRINT_KEY: json.dumps(dict(fingerprint), sort_keys=True, default=str),
                     METRIC_KEY: self._metric,  # read back with the fingerprint: no describe_index per process
                 },
             )
+            # The collection is empty: there is nothing to build, so do not wait for the build
+            # (pymilvus would poll every 0.5 s, and always waits at least once).
+            self.client.create_index(collection, index, sync=False)
+            self.client.load_collection(collection)
         self._dims[collection] = dim
         self._metrics[collection] = self._metric
         self._loaded.add(collection)  # created with an index, Milvus loads it right away
