@@ -166,6 +166,21 @@ def test_searches_check_the_collection_once_per_pipeline(tmp_path, corpus, pm):
         assert p.search("the moon", k=1) == first
 
 
+def test_a_run_that_wrote_flushes_its_collection_once(tmp_path, corpus, pm):
+    def spied(p):
+        flushed = []
+        store = p.store
+        store.flush = lambda collection: flushed.append(collection)
+        return flushed
+
+    with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
+        flushed = spied(p)
+        assert p.run().embedded == 5 and flushed == ["test"]
+    with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
+        flushed = spied(p)
+        assert p.run().embedded == 0 and flushed == []  # nothing written, nothing to flush
+
+
 def test_file_path_as_query(tmp_path, corpus, pm):
     with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
         p.run()

