@@ -181,6 +181,53 @@ def test_a_run_that_wrote_flushes_its_collection_once(tmp_path, corpus, pm):
         assert p.run().embedded == 0 and flushed == []  # nothing written, nothing to flush
 
 
+class ThreadNoting(FakeTextModel):
+    """Notes the thread each load runs on; fails to load while ``broken``."""
+
+    def __init__(self, broken=False):
+        super().__init__()
+        self.threads, self.broken = [], broken
+
+    @hookimpl
+    def load_model(self, spec):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        if self.broken:
+            raise ValueError("weights are unreadable")
+        return super().load_model(spec)
+
+
+def test_a_first_search_loads_the_model_while_the_store_opens(tmp_path, corpus):
+    model = ThreadNoting()
+    config = pipeline_dict(tmp_path, corpus)
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(model)) as p:
+        p.run()
+    model.threads.clear()
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(model)) as p:
+        assert p.search("the moon", k=1)[0].uri == "docs/space.md"
+        p.search("cats", k=1)
+    assert model.threads == ["embedline-model-load"]  # once, beside the store's start
+
+
+def test_a_model_that_fails_to_load_on_the_helper_thread_fails_the_search(tmp_path, corpus):
+    config = pipeline_dict(tmp_path, corpus)
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(FakeTextModel())) as p:
+        p.run()
+    model = ThreadNoting(broken=True)
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(model)) as p:
+        with pytest.raises(Exception, match="weights are unreadable"):
+            p.search("the moon", k=1)
+
+
+def test_a_store_that_fails_to_open_fails_the_search_with_its_own_error(tmp_path, corpus):
+    config = pipeline_dict(tmp_path, corpus)
+    (tmp_path / "vectors.npz").write_bytes(b"not an npz file")
+    with Pipeline.from_dict(config, base_dir=tmp_path, pm=fresh_plugin_manager(ThreadNoting())) as p:
+        with pytest.raises(Exception, match="vectors.npz"):
+            p.search("the moon", k=1)
+
+
 def test_file_path_as_query(tmp_path, corpus, pm):
     with Pipeline.from_dict(pipeline_dict(tmp_path, corpus), base_dir=tmp_path, pm=pm) as p:
         p.run()

@@ -191,6 +191,25 @@ class Pipeline:
                 return i
         raise EmbedlineError(f"{self.config.origin}: no model in the pipeline embeds {modality}")
 
+    def _open_with_model(self, index: int) -> None:
+        """Load model ``index`` on a helper thread while this one connects the store: a first
+        search pays the longer of the two, not their sum.  Errors surface here, the store's first
+        (its failure does not wait for the model); the model's own, if any, from ``model_at``."""
+        if self._store is not None or index in self._models:
+            return
+        errors: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                self.model_at(index)
+            except BaseException as exc:  # model_at raises it again, on this thread, when asked
+                errors.append(exc)
+
+        loader = threading.Thread(target=load, name="embedline-model-load", daemon=True)
+        loader.start()
+        self.store  # noqa: B018 - connect while the model loads
+        loader.join()
+
     # -- the model a collection remembers ---------------------------------------------------------
 
     def _target(self, index: int, create: bool, lazy: bool = False) -> Target:
@@ -331,6 +350,7 @@ class Pipeline:
         # one store call.  If it disappears meanwhile, the store says so and the next search checks again.
         target = self._search_targets.get(index)
         if target is None or self._checked.get(target.collection) != target.identity:
+            self._open_with_model(index)
             target = self._search_targets[index] = self._target(index, create=False)
         vectors = self.model_at(target.index).embed(items, mode="query")
         try:
