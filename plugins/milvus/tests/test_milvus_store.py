@@ -298,11 +298,14 @@ def _counted(store) -> _CountingClient:
 def test_a_reopened_collection_costs_one_call_to_check_and_one_per_search(tmp_path):
     spec = make_spec(tmp_path, metric="L2")
     first = embedline_milvus.store(spec)
-    first.create_collection("c", FINGERPRINT)  # index made without waiting for a build
-    index = first.client.describe_index("c", index_name="vector")
-    assert (index["index_type"], index["metric_type"]) == ("AUTOINDEX", "L2")
+    first.create_collection("c", FINGERPRINT)
+    assert first.client.list_indexes("c") == []  # the index comes with the first flush, over the rows
     vectors = unit_vectors(5)
     first.upsert("c", records(vectors))
+    assert first.search("c", vectors[2], k=2)[0][1].score < 0  # searchable before it, with its metric
+    first.flush("c")
+    index = first.client.describe_index("c", index_name="vector")
+    assert (index["index_type"], index["metric_type"]) == ("AUTOINDEX", "L2")
     first.close()
 
     second = embedline_milvus.store(spec)
@@ -378,3 +381,45 @@ def test_a_pipeline_notices_a_collection_dropped_between_searches(tmp_path):
             p.search("the moon", k=1)
         p.run()  # makes it again; the next search checks it again
         assert p.search("pasta", k=1)[0].uri == "docs/b.txt"
+
+
+def test_close_indexes_a_collection_a_run_never_flushed(tmp_path):
+    spec = make_spec(tmp_path, metric="IP")
+    store = embedline_milvus.store(spec)
+    store.create_collection("c", FINGERPRINT)
+    store.upsert("c", records(unit_vectors(4)))
+    store.close()
+    reopened = embedline_milvus.store(spec)
+    try:
+        index = reopened.client.describe_index("c", index_name="vector")
+        assert (index["index_type"], index["metric_type"]) == ("AUTOINDEX", "IP")
+    finally:
+        reopened.close()
+
+
+def test_a_collection_left_without_an_index_by_a_crash_is_indexed_by_the_next_run(tmp_path):
+    """A run killed before its flush leaves rows and no index: the next store searches them, and
+    its flush builds the index with the metric the collection was created for."""
+    import json
+
+    crashed = embedline_milvus.store(make_spec(tmp_path, metric="L2"))
+    raw = crashed.client
+    raw.create_collection(
+        "c", schema=crashed._schema(DIM), consistency_level="Strong",
+        properties={"embedline.fingerprint": json.dumps(FINGERPRINT), "embedline.metric": "L2"},
+    )
+    vectors = unit_vectors(6)
+    crashed.upsert("c", records(vectors))
+    crashed._client = None  # gone without closing, as after kill -9 (the connection is released below)
+    crashed._conn.close()
+
+    after = embedline_milvus.store(make_spec(tmp_path, metric="COSINE"))
+    try:
+        assert after.get_fingerprint("c") == FINGERPRINT
+        hits = after.search("c", vectors[4], k=2)[0]
+        assert hits[0].id == "r4" and hits[1].score < 0  # L2, as created, though the option says COSINE now
+        after.flush("c")
+        assert after.client.describe_index("c", index_name="vector")["metric_type"] == "L2"
+        assert after.search("c", vectors[1], k=1)[0][0].id == "r1"
+    finally:
+        after.close()

@@ -43,6 +43,7 @@ class MilvusStore(VectorStore):
         self._dims: dict[str, int] = {}
         self._metrics: dict[str, str] = {}  # the metric each collection's index was built with
         self._loaded: set[str] = set()
+        self._unindexed: set[str] = set()  # created here, vector index not made yet (flush or close makes it)
         self._load_lock = threading.Lock()  # worker threads may all find a collection unloaded
 
     @classmethod
@@ -97,10 +98,6 @@ class MilvusStore(VectorStore):
                 return  # created meanwhile (e.g. by another run) for the same model: nothing to do
             raise StoreError(f"collection {collection!r} already exists in {self._conn.where} for another model")
         schema = self._schema(dim)
-        index = self.client.prepare_index_params()
-        index.add_index(
-            field_name="vector", index_type=self._index, metric_type=self._metric, params=dict(self._index_params)
-        )
         what = f"creating collection {collection!r} ({self._index}, {self._metric}, dim {dim})"
         with self._failing(collection, what):
             # The fingerprint goes in with the create call, so a collection never exists without it.
@@ -114,13 +111,13 @@ class MilvusStore(VectorStore):
                     METRIC_KEY: self._metric,  # read back with the fingerprint: no describe_index per process
                 },
             )
-            # The collection is empty: there is nothing to build, so do not wait for the build
-            # (pymilvus would poll every 0.5 s, and always waits at least once).
-            self.client.create_index(collection, index, sync=False)
-            self.client.load_collection(collection)
+        # The vector index comes with the first flush (the end of the run), built once over sealed
+        # rows: searches right after a run are then as fast as later ones.  Until then Milvus Lite
+        # searches the rows one by one; a server, which cannot load a collection without an index,
+        # gets one as soon as anything needs the collection loaded (see _ensure_loaded).
         self._dims[collection] = dim
         self._metrics[collection] = self._metric
-        self._loaded.add(collection)  # created with an index, Milvus loads it right away
+        self._unindexed.add(collection)
 
     def _schema(self, dim: int):
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -193,7 +190,9 @@ class MilvusStore(VectorStore):
         dim = self._dim(collection)
         if queries.shape[1] != dim:  # Milvus Lite fails with an empty message here, so check first
             raise _dim_mismatch(collection, dim, queries.shape[1])
-        params = self._search_params if "params" in self._search_params else {"params": self._search_params}
+        params = dict(self._search_params) if "params" in self._search_params else {"params": self._search_params}
+        metric = self._metric_of(collection)
+        params.setdefault("metric_type", metric)  # a collection not indexed yet is searched with its own metric too
         what = f"searching collection {collection!r}" + (f" with filter {expression!r}" if expression else "")
         with self._failing(collection, what, expression=expression):
             self._ensure_loaded(collection)
@@ -206,7 +205,7 @@ class MilvusStore(VectorStore):
                 output_fields=OUTPUT_FIELDS,
                 search_params=params,
             )
-        sign = -1.0 if self._metric_of(collection) == "L2" else 1.0  # higher is closer: negate L2 distances
+        sign = -1.0 if metric == "L2" else 1.0  # higher is closer: negate L2 distances
         return [[_hit(h, sign) for h in hits] for hits in results]
 
     @quiet
@@ -215,6 +214,7 @@ class MilvusStore(VectorStore):
         one (Milvus Lite, 5,000 MiniLM rows: ~130 ms a search before, ~6 ms after)."""
         with self._failing(collection, f"flushing collection {collection!r}", missing_ok=True):
             self.client.flush(collection)
+            self._index_if_missing(collection, wait=True)
 
     @quiet
     def delete(self, collection: str, ids: Sequence[str]) -> None:
@@ -256,8 +256,13 @@ class MilvusStore(VectorStore):
 
     def close(self) -> None:
         if self._client is not None:
-            self._client = None
-            self._conn.close()
+            try:
+                for collection in sorted(self._unindexed):  # never leave a collection of ours without its index
+                    with self._failing(collection, f"indexing collection {collection!r}", missing_ok=True):
+                        self._index_if_missing(collection, wait=False)
+            finally:
+                self._client = None
+                self._conn.close()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -282,8 +287,27 @@ class MilvusStore(VectorStore):
                 return
             state = self.client.get_load_state(collection).get("state")
             if getattr(state, "name", str(state)) != "Loaded":
-                self.client.load_collection(collection)
+                try:
+                    self.client.load_collection(collection)
+                except MilvusException as exc:  # a server loads no collection without an index
+                    if exc.code == _COLLECTION_NOT_FOUND or not self._index_if_missing(collection, wait=False):
+                        raise
+                    self.client.load_collection(collection)
             self._loaded.add(collection)
+
+    def _index_if_missing(self, collection: str, *, wait: bool) -> bool:
+        """Make the vector index of ``collection`` if it has none (with the metric it was created
+        for); ``wait`` for the build.  Whether an index was made."""
+        self._unindexed.discard(collection)
+        if self.client.list_indexes(collection, field_name="vector"):
+            return False
+        index = self.client.prepare_index_params()
+        metric = self._metrics.get(collection, self._metric)
+        index.add_index(field_name="vector", index_type=self._index, metric_type=metric, params=dict(self._index_params))
+        self.client.create_index(collection, index, sync=wait)
+        self.client.load_collection(collection)  # searched through the index from here on
+        self._loaded.add(collection)
+        return True
 
     def _metric_of(self, collection: str) -> str:
         """The metric fixed when ``collection`` was created (the ``metric`` option may differ now)."""
