@@ -257,14 +257,23 @@ class MilvusStore(VectorStore):
     def close(self) -> None:
         if self._client is not None:
             try:
-                for collection in sorted(self._unindexed):  # never leave a collection of ours without its index
-                    with self._failing(collection, f"indexing collection {collection!r}", missing_ok=True):
-                        self._index_if_missing(collection, wait=False)
+                self._index_unindexed()
             finally:
                 self._client = None
                 self._conn.close()
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    @quiet
+    def _index_unindexed(self) -> None:
+        """At close: the index of each collection created here and never flushed.  A failure is not
+        raised from close (the next flush or load of the collection makes the index instead)."""
+        for collection in sorted(self._unindexed):
+            try:
+                with self._failing(collection, f"indexing collection {collection!r}", missing_ok=True):
+                    self._index_if_missing(collection, wait=False)
+            except StoreError:
+                continue
 
     @property
     def client(self) -> MilvusClient:
