@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,31 @@ def test_globs_include_exclude_and_pruning(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.md", "docs/c.md", "docs/deep/d.md"]
     assert [p.name for p in walk_files(tmp_path, ["*.md"], [])] == ["a.md"]  # * does not cross folders
     assert [p.name for p in walk_files(tmp_path, ["docs/?.md"], [])] == ["c.md"]
+
+
+def test_folders_no_include_pattern_reaches_are_not_walked(tmp_path, monkeypatch):
+    for rel in ["README.md", "docs/a.md", "docs/x/b.md", "plugins/p/README.md", "plugins/p/src/c.md",
+                "bench/.venv-peers/lib/d.md", "notes/e.md"]:
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+    walked = []
+    real_walk = os.walk
+
+    def walk(top, **kwargs):
+        for folder, dirs, files in real_walk(top, **kwargs):
+            walked.append(Path(folder).relative_to(tmp_path).as_posix())
+            yield folder, dirs, files
+
+    monkeypatch.setattr(os, "walk", walk)
+    found = walk_files(tmp_path, ["README.md", "docs/**/*.md", "plugins/*/README.md"], [])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "README.md", "docs/a.md", "docs/x/b.md", "plugins/p/README.md"
+    ]
+    assert sorted(walked) == [".", "docs", "docs/x", "plugins", "plugins/p"]  # not bench/, notes/, src/
+    walked.clear()
+    assert [p.name for p in walk_files(tmp_path, ["docs/**"], [])] == ["a.md", "b.md"]  # ** last: any depth
+    assert sorted(walked) == [".", "docs", "docs/x"]
 
 
 def test_symlinked_folder_loop_is_not_followed(tmp_path):

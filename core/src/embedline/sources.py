@@ -62,18 +62,44 @@ def walk_files(root: Path, include: Sequence[str], exclude: Sequence[str]) -> li
     """
     inc = [_glob_to_regex(p) for p in include]
     exc = [_glob_to_regex(p) for p in exclude]
+    folders = [_folder_matchers(p) for p in include]
     found = []
     for folder, dirs, files in os.walk(root, followlinks=False):
         rel_folder = Path(folder).relative_to(root).as_posix()
         prefix = "" if rel_folder == "." else rel_folder + "/"
         # "\0" cannot occur in a file name: if a pattern matches it, it matches everything below.
-        dirs[:] = sorted(d for d in dirs if not any(r.match(f"{prefix}{d}/\0") for r in exc))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not any(r.match(f"{prefix}{d}/\0") for r in exc)
+            and any(_may_hold(m, f"{prefix}{d}".split("/")) for m in folders)
+        )
         for name in sorted(files):
             path = Path(folder, name)
             rel = path.relative_to(root).as_posix()
             if any(r.match(rel) for r in inc) and not any(r.match(rel) for r in exc):
                 found.append(path)
     return found
+
+
+def _folder_matchers(pattern: str) -> list[re.Pattern[str] | None]:
+    """One matcher per folder level of an include pattern (None: ``**``, anything below)."""
+    *parts, last = pattern.split("/")  # the last part names files, unless it is "**" (files at any depth)
+    levels = [None if "**" in part else _glob_to_regex(part) for part in parts]
+    return levels + [None] if "**" in last else levels
+
+
+def _may_hold(levels: list[re.Pattern[str] | None], folder: list[str]) -> bool:
+    """Whether a file under ``folder`` (its path parts) can match the include pattern of ``levels``:
+    folders no include pattern reaches (``bench/.venv-peers`` for ``docs/**/*.md``) are not walked."""
+    for depth, name in enumerate(folder):
+        if depth >= len(levels):
+            return False
+        if levels[depth] is None:
+            return True
+        if not levels[depth].match(name):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
