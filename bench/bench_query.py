@@ -11,7 +11,6 @@ the query's encoding (``encode_queries``), the store's search with that vector, 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ def median_ms(call, reps: int) -> float:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return _common.median(times) * 1000
 
 
 def main() -> None:

@@ -327,9 +327,9 @@ class VectorStore(abc.ABC):
         """Number of rows in ``collection`` (0 if it does not exist)."""
 
     def flush(self, collection: str) -> None:  # noqa: B027 - optional
-        """Called once at the end of a run that wrote to ``collection``: make its rows quick to
-        search (e.g. seal and index what is buffered).  Rows are searchable before this too; a
-        store with nothing to do here leaves it out."""
+        """Called at the end of a run that wrote or removed rows, once for each collection of the
+        run: make its rows quick to search (e.g. seal and index what is buffered).  Rows are
+        searchable before this too; a store with nothing to do here leaves it out."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Make every upserted row durable and visible to a store opened later on the same

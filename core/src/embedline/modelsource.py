@@ -27,7 +27,7 @@ from embedline.errors import ModelSourceError
 
 PACKAGE_PREFIX = "package:"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".npy", ".npz", ".onnx", ".msgpack", ".h5")
-_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_cache: dict[str, str] = {}  # file_sha256's stamp -> hash, for this process
 
 
 @attrs.frozen
@@ -98,27 +98,25 @@ def file_sha256(file: Path) -> str:
     file each, written atomically; an unreadable or unwritable cache only means hashing again.
     """
     stat = file.stat()
-    resolved = str(file.resolve())
-    key = (resolved, stat.st_size, stat.st_mtime_ns)
-    found = _hash_cache.get(key)
+    stamp = f"{file.resolve()}\0{stat.st_size}\0{stat.st_ino}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}"
+    found = _hash_cache.get(stamp)
     if found is not None:
         return found
     entry = None
     if stat.st_size >= HASHES_CACHED_FROM:
-        stamp = f"{resolved}\0{stat.st_size}\0{stat.st_ino}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}"
         entry = cache_root("hashes") / hashlib.blake2b(stamp.encode(), digest_size=16).hexdigest()
         try:
             found = entry.read_text(encoding="ascii").strip()
         except (OSError, ValueError):
             found = None
         if found is not None and _HEX64.fullmatch(found):
-            _hash_cache[key] = found
+            _hash_cache[stamp] = found
             return found
     h = hashlib.sha256()
     with open(file, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    found = _hash_cache[key] = h.hexdigest()
+    found = _hash_cache[stamp] = h.hexdigest()
     if entry is not None:
         _remember(entry, found)
     return found

@@ -197,13 +197,11 @@ class Pipeline:
         (its failure does not wait for the model); the model's own, if any, from ``model_at``."""
         if self._store is not None or index in self._models:
             return
-        errors: list[BaseException] = []
-
         def load() -> None:
             try:
                 self.model_at(index)
-            except BaseException as exc:  # model_at raises it again, on this thread, when asked
-                errors.append(exc)
+            except BaseException:  # noqa: S110 - model_at raises it again, on this thread, when asked
+                pass
 
         loader = threading.Thread(target=load, name="embedline-model-load", daemon=True)
         loader.start()

@@ -249,7 +249,7 @@ class OnnxEncoder:
             )
         self.output = _hidden_state_output(session)
         try:
-            counter = Tokenizer.from_file(str(tokenizer_path))
+            tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:
             raise ModelSourceError(
                 f"model {source!r}: cannot read the tokenizer {tokenizer_path}: {first_line(exc)}"
@@ -258,29 +258,28 @@ class OnnxEncoder:
             from tokenizers.normalizers import Lowercase
             from tokenizers.normalizers import Sequence as Normalizers
 
-            counter.normalizer = Normalizers([Lowercase(), counter.normalizer] if counter.normalizer else [Lowercase()])
+            normalizers = [Lowercase(), tokenizer.normalizer] if tokenizer.normalizer else [Lowercase()]
+            tokenizer.normalizer = Normalizers(normalizers)
         # One tokenization per text: ``tokenize`` (from preprocess) truncates to max_seq_length and
         # says whether it had to; ``encode`` pads those encodings itself, so nothing is tokenized twice.
-        counter.no_padding()
+        tokenizer.no_padding()
         if max_seq_length:
-            counter.enable_truncation(max_length=max_seq_length, strategy="longest_first")
+            tokenizer.enable_truncation(max_length=max_seq_length, strategy="longest_first")
         else:
-            counter.no_truncation()
-        tokenizer = counter
-        _, self.pad_id = self._pad(tokenizer)
-        self.pad_left = str(config.tokenizer_config.get("padding_side") or "right") == "left"
+            tokenizer.no_truncation()
         self.tokenizer = tokenizer
+        self.pad_id = self._pad_id(tokenizer)
+        self.pad_left = str(config.tokenizer_config.get("padding_side") or "right") == "left"
         self.special_ids = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         self._prompt_lengths: dict[str, int] = {}
 
-    def _pad(self, tokenizer) -> tuple[str, int]:
+    def _pad_id(self, tokenizer) -> int:
         token = self.config.tokenizer_config.get("pad_token")
         if isinstance(token, Mapping):
             token = token.get("content")
         if token and tokenizer.token_to_id(str(token)) is not None:
-            return str(token), int(tokenizer.token_to_id(str(token)))
-        pad_id = int(self.config.hf_config.get("pad_token_id") or 0)
-        return str(tokenizer.id_to_token(pad_id) or "[PAD]"), pad_id
+            return int(tokenizer.token_to_id(str(token)))
+        return int(self.config.hf_config.get("pad_token_id") or 0)
 
     def tokenize(self, texts: list[str]) -> list[Any]:
         """Each text's encoding as the model gets it: special tokens added, cut to max_seq_length
@@ -334,7 +333,6 @@ class OnnxEncoder:
             feeds["position_ids"] = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy()
         hidden = self.session.run([self.output], {k: v for k, v in feeds.items() if k in self.inputs})[0]
         return pool(np.asarray(hidden, dtype=np.float32), mask, self.config.pooling, skip)
-
 
     def _padded(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token ids, attention mask and token types of a batch, padded to its longest encoding on
