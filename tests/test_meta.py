@@ -27,7 +27,9 @@ def declared_hooks() -> list[str]:
 
 
 def test_hook_list_is_complete():
-    assert declared_hooks() == sorted(hookspecs.HOOKS) == ["embed", "executor", "load_model", "preprocess", "store"]
+    assert declared_hooks() == sorted(hookspecs.HOOKS) == [
+        "embed", "executor", "load_model", "preprocess", "read_document", "store"
+    ]
 
 
 def test_every_hook_has_a_test_named_after_it():

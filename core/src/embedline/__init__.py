@@ -30,6 +30,8 @@ _LAZY = {
     "Item": "embedline.contracts",
     "Model": "embedline.contracts",
     "Failed": "embedline.contracts",
+    "Block": "embedline.contracts",
+    "TokenCounter": "embedline.contracts",
     "Record": "embedline.contracts",
     "Hit": "embedline.contracts",
     "VectorStore": "embedline.contracts",

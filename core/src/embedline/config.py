@@ -43,9 +43,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 @attrs.frozen
 class ChunkSpec:
-    by: str = "paragraph"  # "paragraph", "tokens" or "none"
-    max_tokens: int = 256
+    by: str = "paragraph"  # "paragraph", "tokens", "none" or "structure"
+    max_tokens: int | None = 256  # None: the model's own limit ("model"; by = "structure" only)
     overlap: int = 0
+    heading: bool = True  # by = "structure": each chunk's text starts with its heading path
 
 
 @attrs.frozen
@@ -59,6 +60,7 @@ class SourceSpec:
     encoding: str = "utf-8"
     chunk: ChunkSpec = ChunkSpec()
     base_dir: Path = Path(".")  # uris are shown relative to it
+    reader: str = "documents"  # the plugin that parses markdown (by = "structure"), HTML and PDF
 
 
 @attrs.frozen
@@ -110,11 +112,14 @@ _SOURCE_KEYS = {
     "metadata_fields": _Key(_STRLIST, None),
     "encoding": _Key(_STR, "utf-8"),
     "chunk": _Key("a table", {}),
+    "reader": _Key(_STR, "documents"),
 }
+_TOKENS = 'an integer or "model"'
 _CHUNK_KEYS = {
-    "by": _Key(_STR, "paragraph", ("paragraph", "tokens", "none")),
-    "max_tokens": _Key(_INT, 256),
+    "by": _Key(_STR, "paragraph", ("paragraph", "tokens", "none", "structure")),
+    "max_tokens": _Key(_TOKENS, None),
     "overlap": _Key(_INT, 0),
+    "heading": _Key(_BOOL, True),
 }
 _MODEL_KEYS = {
     "plugin": _Key(_STR, required=True),
@@ -148,6 +153,8 @@ def _type_ok(expect: str, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expect == "a table":
         return isinstance(value, dict)
+    if expect == _TOKENS:
+        return value == "model" or (isinstance(value, int) and not isinstance(value, bool))
     return True
 
 
@@ -264,9 +271,20 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
     if "source" in data:
         src, _ = reader.section("source", data["source"], _SOURCE_KEYS)
         chunk, _ = reader.section("source.chunk", src["chunk"], _CHUNK_KEYS)
-        if chunk["max_tokens"] < 1:
+        structure = chunk["by"] == "structure"
+        if chunk["max_tokens"] is None:  # the default: the model's limit for structure, else 256 words
+            chunk["max_tokens"] = "model" if structure else 256
+        if chunk["max_tokens"] == "model":
+            if not structure:
+                raise reader.error(
+                    "source.chunk.max_tokens", 'max_tokens = "model" (the model\'s own limit) needs by = "structure"'
+                )
+            chunk["max_tokens"] = None
+        elif chunk["max_tokens"] < 1:
             raise reader.error("source.chunk.max_tokens", f"expected a positive integer, got {chunk['max_tokens']}")
-        if not 0 <= chunk["overlap"] < chunk["max_tokens"]:
+        if structure and chunk["overlap"]:
+            raise reader.error("source.chunk.overlap", 'by = "structure" cuts along the document\'s structure: no overlap')
+        if not structure and not 0 <= chunk["overlap"] < chunk["max_tokens"]:
             raise reader.error(
                 "source.chunk.overlap", f"expected 0 <= overlap < max_tokens ({chunk['max_tokens']}), got {chunk['overlap']}"
             )
@@ -280,6 +298,7 @@ def parse_config(data: Mapping[str, Any], *, origin: str = "<dict>", base_dir: s
             encoding=src["encoding"],
             chunk=ChunkSpec(**chunk),
             base_dir=base,
+            reader=src["reader"],
         )
 
     if "model" in data and "models" in data:

@@ -144,6 +144,54 @@ class Item:
 
 
 @attrs.frozen
+class Block:
+    """One piece of a parsed document, in reading order, as a ``read_document`` hook yields it.
+
+    ``kind`` says how the chunker may cut it when it is too long for one chunk:
+
+    * ``paragraph``: prose, cut between sentences, then between words;
+    * ``table``, ``code``, ``list``: cut between lines, each part starting with ``header`` (a
+      table's header and delimiter rows, a code fence line, a list's lead-in) and ending with
+      ``footer`` (a closing fence);
+    * ``missing``: no text where some was expected (a PDF page without a text layer): ``text`` is
+      the reason, reported as a failure of ``<uri>#page=<page>``, and nothing is stored for it.
+
+    ``section`` is the heading path the block sits under (``("Writing plugins", "5. Tests")``),
+    ``page`` its page number (from 1) where the format has pages.  ``text`` holds the whole block,
+    ``header`` and ``footer`` included.
+    """
+
+    text: str
+    kind: str = "paragraph"
+    section: tuple[str, ...] = ()
+    page: int | None = None
+    header: str = ""
+    footer: str = ""
+
+
+BLOCK_KINDS = ("paragraph", "table", "code", "list", "missing")
+
+
+class TokenCounter(Protocol):
+    """How a model counts the tokens of a text, given by ``PluginInfo.tokenizer``: the chunker
+    packs chunks to the model's own limit with it (``chunk = { by = "structure" }``).
+
+    ``limit`` is the most tokens of text one input may hold with nothing cut: the model's maximum
+    sequence length less its special tokens and any document prompt.  ``identity`` changes
+    whenever counts or the limit change (the tokenizer file's hash, the limit): it is part of
+    the chunks' ids, so a new tokenizer re-chunks and re-embeds.  ``count`` must be safe to call
+    from a worker thread and cheap: it runs while the source is read, before the model is loaded.
+    """
+
+    limit: int
+    identity: str
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """The number of tokens of each text, special tokens and prompt excluded."""
+        ...
+
+
+@attrs.frozen
 class Failed:
     """Returned in place of one input by ``preprocess`` when that item cannot be used.
 
@@ -424,12 +472,20 @@ class PluginInfo:
     empty when there is nothing to find).  ``embedline check`` and the core, before calling
     ``load_model``, check each source exists without reading weights, and name the file and key
     when it does not.  Without it, the model's source is only checked by ``load_model``.
+
+    ``tokenizer`` (text models): called with the :class:`ModelSpec`, returns a
+    :class:`TokenCounter` for the model (or None when it cannot count), without loading the model.
+
+    ``formats`` (``kind="reader"``, plugins implementing ``read_document``): the document formats
+    the plugin parses into :class:`Block` (``"markdown"``, ``"html"``, ``"pdf"``).
     """
 
-    kind: str  # "model", "store" or "executor"
+    kind: str  # "model", "store", "executor" or "reader"
     modalities: tuple[str, ...] = ()
     options: Mapping[str, Option] = attrs.field(factory=dict)
     description: str = ""
     validate: Callable[[Mapping[str, Any]], None] | None = attrs.field(default=None, eq=False)
     duration: Callable[[str, str], float] | None = attrs.field(default=None, eq=False)
     model_sources: Callable[[ModelSpec], Mapping[str, str]] | None = attrs.field(default=None, eq=False)
+    tokenizer: Callable[[ModelSpec], TokenCounter | None] | None = attrs.field(default=None, eq=False)
+    formats: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ import them inside the hook.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,7 +20,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from embedline.contracts import Executor, ExecutorSpec, Item, Model, ModelSpec, StoreSpec, VectorStore
+    from embedline.contracts import Block, Executor, ExecutorSpec, Item, Model, ModelSpec, StoreSpec, VectorStore
 
 hookspec = pluggy.HookspecMarker("embedline")
 
@@ -88,6 +88,28 @@ def store(spec: StoreSpec) -> VectorStore | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Documents
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def read_document(path: str, format: str, encoding: str) -> Iterable[Block] | None:
+    """Parse the document at ``path`` into :class:`~embedline.contracts.Block` in reading order.
+
+    ``format`` is one of the plugin's ``PluginInfo.formats`` (``"markdown"``, ``"html"``,
+    ``"pdf"``), sniffed by the core from the file's bytes and name.  ``encoding`` is the
+    ``[source]`` encoding, for formats that do not declare their own.  Return an iterable that reads
+    the file as it is iterated, so that a large document is never held whole; raise
+    :class:`ValueError` (or :class:`OSError`) with the reason when the file cannot be read
+    (encrypted, corrupt): that file fails alone, named with the reason.  Pages or parts without
+    text are ``Block(kind="missing")``, not empty blocks.
+
+    Called on the reader plugin the ``[source]`` section names (``reader``, default
+    ``"documents"``).  Stops at first non-None result.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
 # Executors
 # ---------------------------------------------------------------------------------------------
 
@@ -106,4 +128,4 @@ def executor(spec: ExecutorSpec) -> Executor | None:
     """
 
 
-HOOKS = ("load_model", "preprocess", "embed", "store", "executor")
+HOOKS = ("load_model", "preprocess", "embed", "store", "executor", "read_document")

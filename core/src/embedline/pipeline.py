@@ -35,7 +35,7 @@ from embedline.errors import (
 from embedline.filters import as_filter
 from embedline.models import EmbeddingModel, as_item, file_item, load_model
 from embedline.plugins import PluginManager, get_plugin_manager
-from embedline.sources import Source, printable
+from embedline.sources import Documents, Source, printable
 from embedline.stages import Outcome, RunPlan, Target, segments
 
 log = logging.getLogger("embedline")
@@ -248,6 +248,36 @@ class Pipeline:
             self._checked[target.collection] = model.identity
         return model
 
+    def _documents(self) -> Documents:
+        """The reader plugin (``[source] reader``) and the text model's tokenizer, for the source.
+
+        Without the default reader installed, markdown is read as plain text and HTML and PDF
+        files fail one by one, saying what to install; a reader named in the file must exist."""
+        spec = self.config.source
+        assert spec is not None
+        read, formats, reader = None, (), ""
+        name = spec.reader
+        if name in self.pm.available():
+            info = self.pm.info(name)
+            if info.kind != "reader":
+                raise ConfigError(f"plugin {name!r} is a {info.kind} plugin, not a reader", source=self.config.origin, key="source.reader")
+            formats, reader = tuple(info.formats), f"{name}@{self.pm.version(name)}"
+
+            def read(path: str, fmt: str, encoding: str) -> Any:
+                return self.pm.call("read_document", name, path=path, format=fmt, encoding=encoding)
+
+        elif name != "documents":
+            known = ", ".join(self.pm.available()) or "none"
+            raise ConfigError(f"reader plugin {name!r} is not installed (installed: {known})", source=self.config.origin, key="source.reader")
+        counter = None
+        if spec.chunk.by == "structure":
+            index = next((i for i, m in enumerate(self.config.models) if "text" in (m.modalities or ())), None)
+            if index is not None:
+                model = self.config.models[index]
+                make = self.pm.info(model.plugin).tokenizer
+                counter = make(model) if make is not None else None
+        return Documents(read, formats, reader, counter)
+
     # -- run ---------------------------------------------------------------------------------
 
     def run(self, *, progress: bool = False, prune: bool = False) -> RunSummary:
@@ -262,7 +292,7 @@ class Pipeline:
         check_source(self.config)  # the ConfigError `embedline check` gives: a missing path, an unknown encoding
         summary = RunSummary()
         started = time.perf_counter()
-        source = Source(self.config.source)
+        source = Source(self.config.source, self._documents())
         try:
             total = source.total()
         except ItemError as exc:  # gone since check_source looked

@@ -18,14 +18,15 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from embedline.chunking import count_words, pack, text_blocks
 from embedline.config import ChunkSpec, SourceSpec
-from embedline.contracts import Item
+from embedline.contracts import Block, Item, TokenCounter
 from embedline.errors import ItemError
 from embedline.modalities import sniff_modality
 
@@ -292,12 +293,17 @@ def _chunk_key(spec: ChunkSpec) -> str:
 
 
 def text_items(
-    text: str, *, key: str, uri: str, spec: ChunkSpec, metadata: dict[str, Any]
+    text: str, *, key: str, uri: str, spec: ChunkSpec, metadata: dict[str, Any], documents: Documents | None = None
 ) -> list[Item]:
     """Items for one text: a content hash ``key`` shared by its chunks, plus the chunk index."""
+    if spec.by == "structure":  # paragraphs packed to the model's tokens
+        budget, count, _ = (documents or Documents()).budget(spec)
+        chunks = [c.text for c in pack(text_blocks([text]), budget, count, heading=False)]
+    else:
+        chunks = chunk_text(text, spec)
     return [
         Item(id=f"{key}:{i}", uri=uri, modality="text", chunk=i, text=chunk, metadata=metadata)
-        for i, chunk in enumerate(chunk_text(text, spec))
+        for i, chunk in enumerate(chunks)
     ]
 
 
@@ -405,7 +411,150 @@ def _decoded(blocks: Iterator[bytes], encoding: str, uri: str) -> Iterator[str]:
             yield piece
 
 
-def read_file(path: Path, spec: SourceSpec) -> Unit:
+# ---------------------------------------------------------------------------------------------
+# Documents: formats a reader plugin parses, and chunks along their structure
+# ---------------------------------------------------------------------------------------------
+
+_MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mdx")
+_HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+
+
+def sniff_format(head: bytes, name: str) -> str | None:
+    """The document format of a file, from its first bytes and its name: ``pdf`` (its bytes),
+    ``html`` (its name, or text that starts like HTML), ``markdown`` (its name); None for plain
+    text and everything else."""
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    suffix = os.path.splitext(name)[1].lower()
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:64].lower()
+    if suffix in _HTML_SUFFIXES or start.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    if suffix in _MARKDOWN_SUFFIXES:
+        return "markdown"
+    return None
+
+
+#: Formats that cannot be read as plain text: without a reader plugin their files fail.
+PARSED_ONLY = ("pdf", "html")
+
+
+@attrs.frozen
+class Documents:
+    """What a source needs from plugins to read documents; the pipeline fills it in.
+
+    ``read(path, format, encoding)`` is the reader plugin's ``read_document`` hook, for the
+    ``formats`` it declares; ``reader`` names it and its version (part of the chunks' ids, so a
+    new parser re-chunks).  ``counter`` is the text model's tokenizer (``by = "structure"``)."""
+
+    read: Callable[[str, str, str], Iterable[Block]] | None = None
+    formats: tuple[str, ...] = ()
+    reader: str = ""
+    counter: TokenCounter | None = attrs.field(default=None, eq=False)
+
+    def parses(self, fmt: str | None) -> bool:
+        return fmt is not None and self.read is not None and fmt in self.formats
+
+    def budget(self, chunk: ChunkSpec) -> tuple[int, Callable[[Sequence[str]], list[int]], str]:
+        """Tokens per chunk, how they are counted, and the counter's identity (for ids)."""
+        if self.counter is None:
+            return chunk.max_tokens or 256, count_words, "words"
+        limit = self.counter.limit
+        budget = min(chunk.max_tokens, limit) if chunk.max_tokens else limit
+        return budget, self.counter.count, self.counter.identity
+
+
+def _document_key(chunk: ChunkSpec, documents: Documents, fmt: str | None) -> str:
+    reader = f"/reader={documents.reader}" if documents.parses(fmt) else ""
+    if chunk.by != "structure":
+        return _chunk_key(chunk) + reader
+    budget, _, counted = documents.budget(chunk)
+    return f"chunk=structure/{budget}/{counted}/heading={int(chunk.heading)}{reader}"
+
+
+class DocumentFile:
+    """The items of a document (a reader plugin's format, or any text with ``by = "structure"``),
+    made while the file is read: blocks from the reader plugin (or paragraphs of plain text),
+    packed into chunks along their sections by :mod:`embedline.chunking`.
+
+    Iterating yields :class:`Item` and, for a part without text (a scanned PDF page),
+    :class:`ItemError` naming ``<uri>#page=N``; it raises :class:`ItemError` when the whole file
+    cannot be read (encrypted, damaged), the items before standing."""
+
+    def __init__(
+        self, path: Path, spec: SourceSpec, fmt: str | None, documents: Documents, *, key: str, uri: str,
+        metadata: dict[str, Any],
+    ):
+        self.path, self.spec, self.format, self.documents = path, spec, fmt, documents
+        self.key, self.uri, self.metadata = key, uri, metadata
+
+    def _blocks(self) -> Iterable[Block]:
+        if self.documents.parses(self.format):
+            assert self.documents.read is not None
+            return self.documents.read(str(self.path), self.format or "", self.spec.encoding)
+        if self.format in PARSED_ONLY:
+            raise ItemError(
+                self.uri, "read",
+                f"a {self.format.upper()} file needs a reader plugin for {self.format!r} "
+                f"(`pip install embedline-documents`, or set [source] reader)",
+            )
+        return text_blocks(self._text())
+
+    def _text(self) -> Iterator[str]:
+        with open(self.path, "rb") as fh:
+            yield from _decoded(_blocks(fh, b"", _ContentHash("text")), self.spec.encoding, self.uri)
+
+    def __iter__(self) -> Iterator[Item | ItemError]:
+        missing: list[ItemError] = []
+
+        def present(blocks: Iterable[Block]) -> Iterator[Block]:
+            for block in blocks:
+                if block.kind == "missing":
+                    where = f"{self.uri}#page={block.page}" if block.page is not None else self.uri
+                    missing.append(ItemError(where, "read", block.text or "no text"))
+                else:
+                    yield block
+
+        produced = 0
+        try:
+            blocks = present(self._blocks())
+            for text, extra in self._chunks(blocks):
+                meta = {**self.metadata, **extra}
+                yield Item(id=f"{self.key}:{produced}", uri=self.uri, modality="text", chunk=produced, text=text, metadata=meta)
+                produced += 1
+                while missing:
+                    yield missing.pop(0)
+        except ItemError:
+            raise
+        except (ValueError, OSError) as exc:  # encrypted, damaged, unreadable: the reader's reason
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ItemError(self.uri, "read", reason.splitlines()[0]) from None
+        yield from missing
+        if not produced and not missing:
+            raise ItemError(self.uri, "read", "no text")
+
+    def _chunks(self, blocks: Iterable[Block]) -> Iterator[tuple[str, dict[str, Any]]]:
+        chunk = self.spec.chunk
+        if chunk.by != "structure":  # the text of the blocks, chunked as plain text would be
+            for text in iter_chunks((f"{b.text}\n\n" for b in blocks), chunk):
+                yield text, {}
+            return
+        budget, count, _ = self.documents.budget(chunk)
+        for piece in pack(blocks, budget, count, heading=chunk.heading):
+            extra: dict[str, Any] = {}
+            if piece.section:
+                extra["section"] = piece.section_text
+            if piece.page is not None:
+                extra["page"] = piece.page
+            yield piece.text, extra
+
+    def __getitem__(self, index: int) -> Item | ItemError:
+        return tuple(self)[index]
+
+    def __repr__(self) -> str:
+        return f"<DocumentFile {self.uri!r} {self.format or 'text'} {self.key}>"
+
+
+def read_file(path: Path, spec: SourceSpec, documents: Documents | None = None) -> Unit:
     """One file into items: text is chunked as it is read; other media become one lazy item.
 
     The file is read in blocks of :data:`READ_BLOCK`: once to hash it (and to check that its text
@@ -417,7 +566,9 @@ def read_file(path: Path, spec: SourceSpec) -> Unit:
             head = fh.read(4096)
             if not head:
                 return Unit(uri, error=ItemError(uri, "read", "empty file"))
-            modality = sniff_modality(head)
+            documents = documents or Documents()
+            fmt = sniff_format(head, path.name)
+            modality = "text" if fmt == "pdf" else sniff_modality(head)
             metadata = {"path": _display(path, spec.path) if spec.path.is_dir() else printable(path.name)}
             if modality is None:
                 return Unit(uri, error=ItemError(uri, "read", "binary content of an unknown type"))
@@ -427,6 +578,18 @@ def read_file(path: Path, spec: SourceSpec) -> Unit:
                     pass
                 item = Item(id=f"{digest.hexdigest()}:0", uri=uri, modality=modality, path=str(path), metadata=metadata)
                 return Unit(uri, items=(item,))
+            if fmt in PARSED_ONLY or spec.chunk.by == "structure":
+                if fmt in PARSED_ONLY:  # bytes the reader decodes itself
+                    for _ in _blocks(fh, head, digest):
+                        pass
+                else:  # text: checked to decode, as below
+                    words = False
+                    for piece in _decoded(_blocks(fh, head, digest), spec.encoding, uri):
+                        words = words or not piece.isspace()
+                    if not words:
+                        return Unit(uri, error=ItemError(uri, "read", "no text (only whitespace)"))
+                key = digest.hexdigest(_document_key(spec.chunk, documents, fmt))
+                return Unit(uri, items=DocumentFile(path, spec, fmt, documents, key=key, uri=uri, metadata=metadata))
             size = os.fstat(fh.fileno()).st_size
             if spec.chunk.by == "none" and size > MAX_WHOLE_TEXT:
                 reason = (
@@ -486,7 +649,7 @@ class TextFile:
         return f"<TextFile {self.uri!r} {self.key}>"
 
 
-def _row_unit(row: Any, uri: str, spec: SourceSpec, origin: str, line: int) -> Unit:
+def _row_unit(row: Any, uri: str, spec: SourceSpec, origin: str, line: int, documents: Documents | None = None) -> Unit:
     if not isinstance(row, dict):
         return Unit(uri, error=ItemError(uri, "read", f"expected an object, got {type(row).__name__}"))
     text = row.get(spec.text_field)
@@ -496,12 +659,12 @@ def _row_unit(row: Any, uri: str, spec: SourceSpec, origin: str, line: int) -> U
     fields = spec.metadata_fields if spec.metadata_fields is not None else [k for k in row if k != spec.text_field]
     metadata = {k: row.get(k) for k in fields}
     canonical = json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
-    key = content_id("text", text, canonical, _chunk_key(spec.chunk))
-    items = text_items(text, key=key, uri=uri, spec=spec.chunk, metadata=metadata)
+    key = content_id("text", text, canonical, _document_key(spec.chunk, documents or Documents(), None))
+    items = text_items(text, key=key, uri=uri, spec=spec.chunk, metadata=metadata, documents=documents)
     return Unit(uri, items=tuple(items), origin=origin, line=line)
 
 
-def read_jsonl(path: Path, spec: SourceSpec) -> Iterator[Unit]:
+def read_jsonl(path: Path, spec: SourceSpec, documents: Documents | None = None) -> Iterator[Unit]:
     base = _display(path, spec.base_dir)
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -516,10 +679,10 @@ def read_jsonl(path: Path, spec: SourceSpec) -> Iterator[Unit]:
             except json.JSONDecodeError as exc:
                 yield Unit(uri, error=ItemError(uri, "read", f"invalid JSON: {exc.msg} (column {exc.colno})"))
                 continue
-            yield _row_unit(row, uri, spec, base, lineno)
+            yield _row_unit(row, uri, spec, base, lineno, documents)
 
 
-def read_csv(path: Path, spec: SourceSpec) -> Iterator[Unit]:
+def read_csv(path: Path, spec: SourceSpec, documents: Documents | None = None) -> Iterator[Unit]:
     base = _display(path, spec.base_dir)
     csv.field_size_limit(1 << 30)
     with open(path, "rb") as raw:
@@ -544,14 +707,15 @@ def read_csv(path: Path, spec: SourceSpec) -> Iterator[Unit]:
             if reader.fieldnames and spec.text_field not in reader.fieldnames:
                 yield Unit(base, error=ItemError(base, "read", f"no column {spec.text_field!r} (columns: {', '.join(reader.fieldnames)})"))
                 return
-            yield _row_unit(dict(row), uri, spec, base, reader.line_num)
+            yield _row_unit(dict(row), uri, spec, base, reader.line_num, documents)
 
 
 class Source:
     """The units of a ``[source]`` section, in a stable order."""
 
-    def __init__(self, spec: SourceSpec):
+    def __init__(self, spec: SourceSpec, documents: Documents | None = None):
         self.spec = spec
+        self.documents = documents or Documents()
         self.format = self._format()
 
     def _format(self) -> str:
@@ -580,8 +744,8 @@ class Source:
     def __iter__(self) -> Iterator[Unit]:
         for path in self.files():
             if self.format == "files":
-                yield read_file(path, self.spec)
+                yield read_file(path, self.spec, self.documents)
             elif self.format == "jsonl":
-                yield from read_jsonl(path, self.spec)
+                yield from read_jsonl(path, self.spec, self.documents)
             else:
-                yield from read_csv(path, self.spec)
+                yield from read_csv(path, self.spec, self.documents)

@@ -166,6 +166,9 @@ def _routed(
             ledger.failed(unit.uri)
             outcome.failures.append(exc)
             return
+        if isinstance(item, ItemError):  # a part of a document without text (a scanned page)
+            outcome.failures.append(item)
+            continue
         index = routes.get(item.modality)
         if index is None:
             outcome.items += 1
