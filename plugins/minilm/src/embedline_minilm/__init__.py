@@ -66,7 +66,14 @@ plugin_info = PluginInfo(
     description="Sentence-transformers text models (default all-MiniLM-L6-v2, 384-d)",
     validate=_validate,
     model_sources=lambda spec: {"name": model_name(spec)},
+    tokenizer=lambda spec: _token_counter(spec),
 )
+
+
+def _token_counter(spec: Any) -> Any:
+    from embedline_minilm._tokens import counter
+
+    return counter(spec)
 
 
 load_model, preprocess, embed = model_hooks("embedline_minilm._backend")
