@@ -204,3 +204,22 @@ def test_a_token_from_the_environment_is_never_printed(project):
     assert '"token": "***"' in outputs[1].stdout
     for result in outputs:
         assert secret not in result.stdout + result.stderr
+
+
+def test_search_shows_the_heading_path_and_the_sentence_that_matches(project):
+    """With ``by = "structure"`` (the documents plugin parses the markdown), a hit shows its
+    section, and a snippet around the matching sentence rather than the chunk's first words."""
+    (project / "docs" / "guide.md").write_text(
+        "# Guide\n\n## Cats\n\n" + "Filler words about nothing much. " * 12 + "Cats purr when they are happy.\n"
+    )
+    (project / "docs" / "bad.md").unlink()
+    (project / "embed.toml").write_text(PIPELINE.format(dim=64).replace('by = "paragraph", max_tokens = 20', 'by = "structure"'))
+    assert cli(project, "run").returncode == 0
+    result = cli(project, "search", "do cats purr?", "-k", "1")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()[:2]
+    assert "docs/guide.md#0" in first and first.endswith("(Guide > Cats)")
+    assert second.strip().startswith("…") and second.strip().endswith("Cats purr when they are happy.")
+    (row,) = json.loads(cli(project, "search", "do cats purr?", "-k", "1", "--json").stdout)
+    assert row["section"] == row["metadata"]["section"] == "Guide > Cats"
+    assert row["text"].startswith("Guide > Cats\n\n") and row["snippet"].endswith("Cats purr when they are happy.")
