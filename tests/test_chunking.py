@@ -351,8 +351,8 @@ def test_a_reader_that_is_not_installed_is_a_config_error(tmp_path):
         "model": {"plugin": "counting"},
         "store": {"plugin": "memory", "collection": "docs"},
     }
-    with Pipeline.from_dict(config, pm=pm) as pipeline, pytest.raises(ConfigError, match="nosuchreader.*not installed"):
-        pipeline.run()
+    with pytest.raises(ConfigError, match="nosuchreader.*not installed"):
+        Pipeline.from_dict(config, pm=pm)
 
 
 @pytest.mark.parametrize(
@@ -376,3 +376,21 @@ def test_structure_defaults_to_the_models_limit(tmp_path):
     config = parse_config({"source": {"path": str(tmp_path), "chunk": {"by": "structure"}}, "model": {"plugin": "fake"}})
     assert config.source.chunk.max_tokens is None and config.source.chunk.heading is True
     assert math.isclose(Documents().budget(config.source.chunk)[0], 256)  # no tokenizer: 256 words
+
+
+def test_check_refuses_a_reader_that_is_missing_or_not_a_reader(tmp_path):
+    from embedline.config import bind_plugins, parse_config
+
+    pm = fresh_plugin_manager(CountingModel(), SlideReader(), autoload=False)
+
+    def bound(reader):
+        source = {"path": str(tmp_path), "reader": reader, "chunk": {"by": "structure"}}
+        return bind_plugins(parse_config({"source": source, "model": {"plugin": "counting"}, "store": {"plugin": "memory"}}), pm)
+
+    assert bound("slides").source.reader == "slides"
+    with pytest.raises(ConfigError, match="source.reader.*nosuch") as err:
+        bound("nosuch")
+    assert err.value.key == "source.reader"
+    with pytest.raises(ConfigError, match="model plugin, expected a reader plugin"):
+        bound("counting")
+    assert bound("documents").source.reader == "documents"  # the default, absent here: markdown is text

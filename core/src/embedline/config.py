@@ -379,14 +379,14 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
         return config
     reader = _Reader(config.origin)
 
-    def info_for(key: str, plugin: str, kind: str):
+    def info_for(key: str, plugin: str, kind: str, field: str = "plugin"):
         try:
             info = pm.info(plugin)
         except (PluginNotFoundError, PluginLoadError) as exc:
-            raise reader.error(f"{key}.plugin", str(exc)) from exc
+            raise reader.error(f"{key}.{field}", str(exc)) from exc
         if info.kind != kind:
             raise reader.error(
-                f"{key}.plugin", f"plugin {plugin!r} is {_a(info.kind)} plugin, expected {_a(kind)} plugin"
+                f"{key}.{field}", f"plugin {plugin!r} is {_a(info.kind)} plugin, expected {_a(kind)} plugin"
             )
         return info
 
@@ -410,6 +410,8 @@ def bind_plugins(config: PipelineConfig, pm: PluginManager) -> PipelineConfig:
     common = {k: getattr(config.store, k) for k in _STORE_KEYS}
     _run_validator(reader, "store", info.validate, {**common, **store_options})
     store = attrs.evolve(config.store, options=store_options)
+    if config.source is not None and (config.source.reader != "documents" or "documents" in pm.available()):
+        info_for("source", config.source.reader, "reader", "reader")  # the default may be absent: markdown is text
     info = info_for("executor", config.executor.plugin, "executor")
     executor_options = _check_options(reader, "executor", config.executor.options, info.options)
     _run_validator(reader, "executor", info.validate, {"plugin": config.executor.plugin, **executor_options})
