@@ -16,6 +16,8 @@ keep their meaning across releases.
   NumPy, scored as the store contract wants, for a store whose database has no vector search.
 * :func:`redact_uri` / :func:`redact_uris_in` (from :mod:`embedline.uris`) — a URI (or every URI in
   a message) with the password and token-like query parameters shown as ``***``.
+* :func:`tokenizer_file_counter` — a :class:`~embedline.contracts.TokenCounter` from a
+  ``tokenizer.json`` (the ``tokenizers`` library, imported when called), for ``PluginInfo.tokenizer``.
 
 Importing this module imports nothing heavy.
 """
@@ -52,6 +54,7 @@ __all__ = [
     "redact_uris_in",
     "resolve_device",
     "resolve_model_source",
+    "tokenizer_file_counter",
     "weights_hash",
 ]
 
@@ -85,3 +88,43 @@ def model_hooks(backend: str) -> tuple[Any, Any, Any]:
         return module().embed(model, inputs, mode)
 
     return load_model, preprocess, embed
+
+
+class _FileTokens:
+    """Counts tokens with a ``tokenizers`` tokenizer, special tokens left out (see
+    :func:`tokenizer_file_counter`)."""
+
+    def __init__(self, tokenizer: Any, *, max_length: int, prompt: str, lower: bool, file_hash: str):
+        self._tokenizer, self._lower = tokenizer, lower
+        specials = tokenizer.num_special_tokens_to_add(False)
+        prompt_tokens = self.count([prompt])[0] if prompt else 0
+        self.limit = max(1, max_length - specials - prompt_tokens)
+        self.identity = f"{file_hash[:16]}/{self.limit}/lower={int(lower)}"
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        texts = [t.lower() for t in texts] if self._lower else list(texts)
+        return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def __repr__(self) -> str:
+        return f"<TokenCounter limit={self.limit} {self.identity}>"
+
+
+def tokenizer_file_counter(path: Any, max_length: int, *, prompt: str = "", lower: bool = False) -> Any:
+    """A :class:`~embedline.contracts.TokenCounter` for a model whose tokenizer is the
+    ``tokenizer.json`` at ``path`` and that accepts ``max_length`` tokens, special tokens included.
+
+    Its ``limit`` is ``max_length`` less the tokenizer's special tokens and the tokens of
+    ``prompt`` (a document prompt the model puts before every text); ``lower`` lower-cases texts
+    first, as models with ``do_lower_case`` do.  Its ``identity`` is the file's hash and the limit.
+    Imports ``tokenizers`` (a Rust library, no torch) when called; thread-safe."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return _FileTokens(tokenizer, max_length=max_length, prompt=prompt, lower=lower, file_hash=file_sha256(path))

@@ -8,7 +8,7 @@ happens in ``_backend``, imported inside the hooks, so listing plugins never pay
 
 from __future__ import annotations
 
-
+from typing import Any
 
 from embedline.contracts import PluginInfo
 from embedline.toolkit import model_hooks
@@ -27,7 +27,14 @@ plugin_info = PluginInfo(
     validate=validate_video_options,
     duration=media_duration,
     model_sources=lambda spec: {"name": spec.name or DEFAULT_NAME},
+    tokenizer=lambda spec: _token_counter(spec),
 )
+
+
+def _token_counter(spec: Any) -> Any:
+    from embedline_clip._tokens import counter
+
+    return counter(spec, DEFAULT_NAME)
 
 
 load_model, preprocess, embed = model_hooks("embedline_clip._backend")
