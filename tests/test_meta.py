@@ -158,7 +158,7 @@ def test_the_core_has_no_import_cycles_not_even_type_only_or_lazy_ones():
 
 #: Optional libraries the toolkit uses when the plugin calling it has them; imported inside the
 #: functions that need them, never at module level.
-OPTIONAL = {"devices.py": {"torch"}, "modelsource.py": {"huggingface_hub"}, "evaluate.py": {"scipy"}, "testing.py": {"pytest"}}
+OPTIONAL = {"devices.py": {"torch"}, "modelsource.py": {"huggingface_hub"}, "evaluate.py": {"scipy"}, "toolkit.py": {"tokenizers"}, "testing.py": {"pytest"}}
 #: The store conformance suite is a pytest module (the `embedline[testing]` extra), imported only
 #: through `embedline.testing.StoreConformance`.
 TEST_ONLY = {"_store_suite.py": {"pytest"}}
