@@ -43,7 +43,9 @@ class Chunk:
     body: str
     section: tuple[str, ...] = ()
     page: int | None = None
-    tokens: int = 0  # of ``text``, as the counter counts
+    tokens: int = 0  # of ``text``, as the counter counts (-1: not counted yet)
+    parts: tuple[str, ...] = attrs.field(default=(), eq=False, repr=False)  # the blocks joined in ``body``
+    prefix: str = attrs.field(default="", eq=False, repr=False)
 
     @property
     def section_text(self) -> str:
@@ -51,7 +53,12 @@ class Chunk:
 
 
 class Packer:
-    """Blocks in, chunks out, holding about one chunk's blocks at a time."""
+    """Blocks in, chunks out, holding about one chunk's blocks at a time.
+
+    ``feed`` and ``finish`` give chunks whose parts' counts fit; :meth:`verify` counts each
+    chunk's whole text (many in one call) and cuts again the rare one that joining made too
+    long.  :func:`pack` does both, counting blocks and chunks in batches: a tokenizer call costs
+    far more than the tokens it counts."""
 
     def __init__(self, budget: int, count: Count = count_words, *, heading: bool = True):
         if budget < 1:
@@ -62,8 +69,10 @@ class Packer:
         self._room = budget  # tokens left for the body once the heading line is counted
         self._parts: list[str] = []
         self._used = 0
+        self.line_counts: dict[str, int] = {}  # heading lines counted ahead (by pack)
 
-    def feed(self, block: Block) -> list[Chunk]:
+    def feed(self, block: Block, tokens: int | None = None) -> list[Chunk]:
+        """The chunks ``block`` completes; ``tokens`` is its count if already known."""
         out: list[Chunk] = []
         key = (block.section, block.page)
         if key != self._key:
@@ -73,7 +82,7 @@ class Packer:
         text = block.text.strip("\n")
         if not text.strip():
             return out
-        n = self.count([text])[0]
+        n = self.count([text])[0] if tokens is None else tokens
         if n > self._room:
             self._flush(out)
             for part in self._split(block, text):
@@ -100,7 +109,8 @@ class Packer:
             return "", self.budget
         for start in range(len(section)):
             line = SECTION_SEPARATOR.join(section[start:])
-            n = self.count([line])[0]
+            n = self.line_counts.pop(line, None)
+            n = self.count([line])[0] if n is None else n
             if n <= self.budget // 2:
                 return line, self.budget - n
         return "", self.budget
@@ -111,17 +121,24 @@ class Packer:
         self._parts, self._used = [], 0
 
     def _emit(self, parts: list[str]) -> list[Chunk]:
-        """``parts`` as one chunk, checked with one count of the whole text: where joining made
-        more tokens than the parts' sum (a tokenizer merging across them), the last parts move
-        to a chunk of their own."""
+        """``parts`` as one chunk, not counted as a whole yet (see :meth:`verify`)."""
         section, page = self._key if self._key is not None else ((), None)
-        body = "\n\n".join(parts)
-        text = f"{self._prefix}\n\n{body}" if self._prefix else body
-        n = self.count([text])[0]
-        if n > self.budget and len(parts) > 1:
-            cut = len(parts) // 2
-            return self._emit(parts[:cut]) + self._emit(parts[cut:])
-        return [Chunk(text, body, section, page, n)]
+        return [_chunk(parts, self._prefix, section, page)]
+
+    def verify(self, chunks: list[Chunk]) -> list[Chunk]:
+        """``chunks`` with their whole text counted, in one call; where joining made more tokens
+        than the parts' sum (a tokenizer merging across them), the chunk is cut in two between
+        its parts, and again, until each fits."""
+        counts = self.count([c.text for c in chunks]) if chunks else []
+        out: list[Chunk] = []
+        for chunk, n in zip(chunks, counts):
+            if n <= self.budget or len(chunk.parts) <= 1:
+                out.append(attrs.evolve(chunk, tokens=n))
+                continue
+            cut = len(chunk.parts) // 2
+            halves = [_chunk(list(p), chunk.prefix, chunk.section, chunk.page) for p in (chunk.parts[:cut], chunk.parts[cut:])]
+            out += self.verify(halves)
+        return out
 
     def _split(self, block: Block, text: str) -> list[str]:
         """Pieces of a block too long for one chunk, each fitting the room left by the heading."""
@@ -183,12 +200,43 @@ class Packer:
         return pieces
 
 
+def _chunk(parts: list[str], prefix: str, section: tuple[str, ...], page: int | None) -> Chunk:
+    body = "\n\n".join(parts)
+    text = f"{prefix}\n\n{body}" if prefix else body
+    return Chunk(text, body, section, page, -1, tuple(parts), prefix)
+
+
+#: Blocks counted, and chunks verified, per tokenizer call in :func:`pack`.
+COUNT_BATCH = 64
+
+
 def pack(blocks: Iterable[Block], budget: int, count: Count = count_words, *, heading: bool = True) -> Iterator[Chunk]:
-    """The chunks of ``blocks``, produced while they are read."""
+    """The chunks of ``blocks``, produced while they are read (about :data:`COUNT_BATCH` blocks
+    ahead): blocks are counted, and chunks verified, a batch per tokenizer call."""
     packer = Packer(budget, count, heading=heading)
+    pending: list[Chunk] = []
+    for group in _batches(blocks, COUNT_BATCH):
+        texts = [b.text.strip("\n") for b in group]
+        lines = list(dict.fromkeys(SECTION_SEPARATOR.join(b.section) for b in group if heading and b.section))
+        counts = count(texts + lines)
+        packer.line_counts = dict(zip(lines, counts[len(texts) :]))
+        for block, n in zip(group, counts):
+            pending += packer.feed(block, n)
+        if len(pending) >= COUNT_BATCH:
+            yield from packer.verify(pending)
+            pending = []
+    yield from packer.verify(pending + packer.finish())
+
+
+def _batches(blocks: Iterable[Block], size: int) -> Iterator[list[Block]]:
+    group: list[Block] = []
     for block in blocks:
-        yield from packer.feed(block)
-    yield from packer.finish()
+        group.append(block)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 #: A paragraph of plain text this long is handed on as a block even if it goes on.

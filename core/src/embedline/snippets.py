@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+# A sentence ends at ".", "!" or "?" followed by a space (not inside "hooks.md" or "e.g.x").
+_SENTENCE = re.compile(r"\S.*?(?:[.!?]+(?= )|$)")
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 _STOP = frozenset(
     "a an and are as at be by can do does for from how i in is it its me my of on or so that the this to "
