@@ -61,6 +61,7 @@ PLUGIN_API = (
     "embedline.errors",
     "embedline.filters",
     "embedline.hookspecs",
+    "embedline.snippets",
     "embedline.stages",
     "embedline.testing",
     "embedline.toolkit",
@@ -156,9 +157,17 @@ def test_the_core_has_no_import_cycles_not_even_type_only_or_lazy_ones():
     assert not cycles, "import cycles in the core:\n" + "\n".join(cycles)
 
 
-#: Optional libraries the toolkit uses when the plugin calling it has them; imported inside the
-#: functions that need them, never at module level.
-OPTIONAL = {"devices.py": {"torch"}, "modelsource.py": {"huggingface_hub"}, "evaluate.py": {"scipy"}, "toolkit.py": {"tokenizers"}, "testing.py": {"pytest"}}
+#: Optional libraries the toolkit uses when the plugin calling it has them (and the serve
+#: distribution `embedline serve` runs); imported inside the functions that need them, never at
+#: module level.
+OPTIONAL = {
+    "devices.py": {"torch"},
+    "modelsource.py": {"huggingface_hub"},
+    "evaluate.py": {"scipy"},
+    "toolkit.py": {"tokenizers"},
+    "testing.py": {"pytest"},
+    "cli.py": {"embedline_serve"},
+}
 #: The store conformance suite is a pytest module (the `embedline[testing]` extra), imported only
 #: through `embedline.testing.StoreConformance`.
 TEST_ONLY = {"_store_suite.py": {"pytest"}}

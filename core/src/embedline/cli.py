@@ -58,6 +58,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--json", action="store_true", help="print hits as JSON")
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve the pipeline over HTTP: OpenAI-compatible /v1/embeddings, /search, a search page",
+        description="Load the pipeline's models once and serve them: POST /v1/embeddings (OpenAI-compatible), "
+        "GET /v1/models, POST /search, GET /health, the search page at /. Needs the embedline-serve distribution.",
+    )
+    serve.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"pipeline file (default: {DEFAULT_CONFIG})")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need a token)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--token", default=None,
+        help="bearer token required on every route but /health; safer from $EMBEDLINE_SERVE_TOKEN (a command-line "
+        "token shows in ps)",
+    )  # fmt: skip
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this origin (repeat)")
+    serve.add_argument("--alias", action="append", default=[], metavar="NAME=COLLECTION", help="another model name (repeat)")
+    serve.add_argument("--no-batching", action="store_true", help="embed each request on its own (no dynamic batching)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill (default 5)")
+    for flag, what in (
+        ("--max-body-bytes", "largest JSON request body"),
+        ("--max-upload-bytes", "largest uploaded file"),
+        ("--max-inputs", "most inputs per embeddings request"),
+        ("--max-input-chars", "longest input or query, in characters"),
+        ("--max-k", "most hits per search"),
+    ):
+        serve.add_argument(flag, type=int, default=None, metavar="N", help=f"{what} (default: the server's)")
+
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -277,11 +304,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from embedline.errors import EmbedlineError
+
+    try:
+        import embedline_serve
+    except ImportError:
+        raise EmbedlineError("embedline serve needs the embedline-serve distribution: pip install embedline-serve") from None
+    aliases = {}
+    for alias in args.alias:
+        name, sep, collection = alias.partition("=")
+        if not sep or not name or not collection:
+            raise _Usage(f"--alias expects NAME=COLLECTION, got {alias!r}")
+        aliases[name] = collection
+    limits = {
+        key: getattr(args, key)
+        for key in ("max_body_bytes", "max_upload_bytes", "max_inputs", "max_input_chars", "max_k")
+        if getattr(args, key) is not None
+    }
+    return embedline_serve.main(
+        args.config, args.host, args.port, args.token, cors_origins=args.cors_origin, aliases=aliases,
+        batching=not args.no_batching, max_wait_ms=args.max_wait_ms, log_level="debug" if args.debug else "info",
+        **limits,
+    )  # fmt: skip
+
+
 class _Usage(Exception):
     pass
 
 
-COMMANDS = {"run": cmd_run, "search": cmd_search, "plugins": cmd_plugins, "check": cmd_check, "eval": cmd_eval}
+COMMANDS = {
+    "run": cmd_run, "search": cmd_search, "serve": cmd_serve, "plugins": cmd_plugins, "check": cmd_check, "eval": cmd_eval,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
