@@ -26,12 +26,15 @@ $(STAMP): $(SOURCES) Makefile
 		$(WEIGHTS) -r requirements-dev.txt
 	touch $(STAMP)
 
-# espeak-ng synthesises the speech of the Whisper retrieval test; installed when we may (root).
+# espeak-ng synthesises the speech of the Whisper retrieval test; chromium is the real browser of
+# the serve page's test (driven by Playwright, never downloaded by it). Installed when we may (root).
 system-deps:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
+	@missing=""; command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			(apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || echo "note: could not install espeak-ng; its test will be skipped"; \
-		else echo "note: espeak-ng is not installed (apt-get install espeak-ng); its test will be skipped"; fi; }
+			(apt-get update -qq && apt-get install -y -qq $$missing >/dev/null) || echo "note: could not install$$missing; their tests will be skipped"; \
+		else echo "note:$$missing not installed (apt-get install$$missing); their tests will be skipped"; fi; fi
 
 run: setup
 	$(BIN)/embedline run embed.toml
