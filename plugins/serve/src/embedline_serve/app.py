@@ -6,17 +6,23 @@ nothing by itself (models load on first use, or all at once with ``Service.warm`
 
 Routes: ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /search``
 (JSON, or a multipart upload), ``GET /media/{uri}``, ``GET /health``, and FastAPI's ``/docs`` and
-``/openapi.json``.  Every error is an OpenAI-style object (:mod:`embedline_serve.errors`).
+``/openapi.json``; the search page ``GET /`` (with ``/page/app.js`` and ``/page/style.css``) and
+``POST /media-links`` (signed media links for a page on a server with a token).  Every error is an
+OpenAI-style object (:mod:`embedline_serve.errors`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -36,7 +42,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from embedline_serve.errors import APIError, error_body
 from embedline_serve.media import media_type, resolve_media
-from embedline_serve.security import BearerAuth, BodyLimit, Limits
+from embedline_serve.security import PUBLIC_PATHS, BearerAuth, BodyLimit, Limits
 from embedline_serve.service import ServedModel, Service
 
 log = logging.getLogger("embedline.serve")
@@ -198,8 +204,9 @@ def create_app(
     # any body is read; the guard turns any unexpected exception into a generic 500.
     app.add_middleware(_Guard)
     app.add_middleware(BodyLimit, body=limits.max_body_bytes, upload=limits.max_upload_bytes)
-    if token:
-        app.add_middleware(BearerAuth, token=Secret(token))  # a Secret: the middleware list shows it as ***
+    signer = app.state.media_signer = MediaSigner()
+    if token:  # BearerAuth, with the page's files public and signed media links honoured (the search page)
+        app.add_middleware(PageAuth, token=Secret(token), signer=signer)  # a Secret: shown as ***
     origins = list(cors_origins)
     if origins:
         app.add_middleware(
@@ -209,6 +216,7 @@ def create_app(
 
     _install_error_handlers(app)
     _install_routes(app, service, limits)
+    _install_page(app, limits, signer)
     return app
 
 
@@ -556,6 +564,151 @@ def _form_int(value: Any, *, default: int) -> Any:
         return int(str(value))
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The search page: GET / (index.html), /page/app.js, /page/style.css; signed media links
+# ---------------------------------------------------------------------------------------------
+
+_PAGE_DIR = Path(__file__).with_name("page")
+_PAGE_TYPES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+               "style.css": "text/css; charset=utf-8"}
+#: The page's own files, answered without a token: they hold no data, and the page asks for the token.
+PAGE_PATHS = frozenset({"/", "/page/app.js", "/page/style.css"})
+#: Seconds a signed media link (``POST /media-links``) opens its file without a token.
+MEDIA_LINK_SECONDS = 3600
+_PAGE_HEADERS = {
+    # The page loads nothing from elsewhere and runs only its own script.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+class MediaSigner:
+    """Short-lived links to media files, for a server with a token.
+
+    ``<img>``, ``<audio>`` and ``<video>`` cannot send an ``Authorization`` header, so the page asks
+    ``POST /media-links`` (with the token) for links that carry ``expires`` (Unix seconds) and
+    ``signature``: HMAC-SHA256 over the expiry and the decoded path, under a key drawn at random
+    for this app (not derived from the token; a restart invalidates every link).  A link opens that
+    one path, by GET or HEAD, until it expires; the /media route's own checks still apply."""
+
+    def __init__(self, seconds: int = MEDIA_LINK_SECONDS, *, key: bytes | None = None, clock: Any = time.time):
+        self.seconds = seconds
+        self._key = key or secrets.token_bytes(32)
+        self._clock = clock
+
+    def __repr__(self) -> str:  # never show the key
+        return f"MediaSigner(seconds={self.seconds}, key='***')"
+
+    def _mac(self, path: str, expires: int) -> str:
+        message = f"{expires}\n{path}".encode("utf-8", "surrogatepass")
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def sign(self, path: str) -> tuple[str, int]:
+        """``path`` (decoded: ``/media/a b.png``) as a link (``/media/a%20b.png?expires=..&signature=..``)
+        and its expiry."""
+        from urllib.parse import quote, urlencode
+
+        expires = int(self._clock()) + self.seconds
+        query = urlencode({"expires": expires, "signature": self._mac(path, expires)})
+        return f"{quote(path, safe='/')}?{query}", expires
+
+    def verify(self, path: str, query_string: bytes) -> bool:
+        """Whether the query string signs ``path`` (as the server decoded it) and has not expired."""
+        from urllib.parse import parse_qs
+
+        try:
+            params = parse_qs(query_string.decode("ascii"), strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            return False
+        expires, signature = params.get("expires", []), params.get("signature", [])
+        if len(expires) != 1 or len(signature) != 1 or not re.fullmatch(r"[0-9]{1,12}", expires[0]):
+            return False
+        when, now = int(expires[0]), self._clock()
+        if not now <= when <= now + self.seconds + 60:
+            return False
+        return hmac.compare_digest(signature[0].encode("ascii"), self._mac(path, when).encode("ascii"))
+
+
+class PageAuth:
+    """The bearer token (:class:`BearerAuth`) on every route but ``/health`` and the page's own
+    files (:data:`PAGE_PATHS`); a GET or HEAD of ``/media/...`` with a valid signed link
+    (:class:`MediaSigner`) needs no token."""
+
+    def __init__(self, app: Any, token: Any, signer: MediaSigner):
+        self.app = app
+        self.signer = signer
+        self.bearer = BearerAuth(app, token=token, public=PUBLIC_PATHS | PAGE_PATHS)
+
+    def __repr__(self) -> str:  # never show the token
+        return "PageAuth(token='***')"
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope.get("method") in ("GET", "HEAD")
+            and str(scope.get("path", "")).startswith("/media/")
+            and scope.get("query_string")
+            and self.signer.verify(scope["path"], scope["query_string"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        await self.bearer(scope, receive, send)
+
+
+class MediaLinksRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    media: list[str] = Field(description="media links of hits, as /search gives them (/media/...)",
+                             examples=[["/media/photos/cat.jpg"]])
+
+
+class MediaLinksResponse(BaseModel):
+    links: list[str]
+    expires: int
+
+
+def _page_file(name: str) -> Response:
+    try:
+        body = (_PAGE_DIR / name).read_bytes()
+    except OSError:
+        log.error("the search page's file %s is missing from the installation", name)
+        raise APIError(404, "the search page is not installed", code="not_found") from None
+    return Response(body, media_type=_PAGE_TYPES[name], headers=_PAGE_HEADERS)
+
+
+def _install_page(app: FastAPI, limits: Limits, signer: MediaSigner) -> None:
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return _page_file("index.html")
+
+    @app.get("/page/{name}", include_in_schema=False)
+    async def page_asset(name: str) -> Response:
+        if name not in ("app.js", "style.css"):
+            raise APIError(404, "no such file", code="not_found")
+        return _page_file(name)
+
+    @app.post("/media-links", response_model=MediaLinksResponse, tags=["search"],
+              responses={401: _ERROR_SCHEMA, 422: _ERROR_SCHEMA},
+              summary="signed links to media files, usable without the token for a while (for <img>, <audio>)")
+    async def media_links(body: MediaLinksRequest) -> Response:
+        from urllib.parse import unquote
+
+        if len(body.media) > limits.max_k:
+            raise APIError(422, f"media: at most {limits.max_k} links", param="media")
+        links = []
+        expires = int(time.time()) + signer.seconds
+        for i, link in enumerate(body.media):
+            if not link.startswith("/media/") or len(link) > 4096 or any(c in link for c in "?#\\\x00"):
+                raise APIError(422, f"media[{i}]: not a media link (/media/...)", param="media")
+            signed, expires = signer.sign(unquote(link))
+            links.append(signed)
+        return _json({"links": links, "expires": expires})
 
 
 __all__ = ["EmbeddingsRequest", "SearchRequest", "create_app"]
