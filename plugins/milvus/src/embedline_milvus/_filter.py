@@ -38,10 +38,11 @@ def _clause(clause: Clause) -> str:
             return "(" + " or ".join(f"{field} == {literal(v)}" for v in clause.value) + ")"
         return f"{field} in [{', '.join(literal(v) for v in clause.value)}]"
     if clause.op == "prefix":
-        if clause.on_metadata and any(ch in clause.value for ch in "\\%_"):
-            # `like` on a JSON path knows no escapes; the texts that start with a prefix are a range.
+        if any(ch in clause.value for ch in "\\%_"):
+            # Escaping `_` and `%` in a `like` pattern works on Milvus Lite but not on a Milvus 2.3
+            # server, which takes the backslash as a character, nor on a JSON path: a prefix holding
+            # one of them is the range of the texts that start with it, the same everywhere.
             upper = clause.value[:-1] + chr(ord(clause.value[-1]) + 1)
             return f"({field} >= {literal(clause.value)} and {field} < {literal(upper)})"
-        escaped = clause.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return f"{field} like {literal(escaped + '%')}"
+        return f"{field} like {literal(clause.value + '%')}"
     return f"{field} {_COMPARE[clause.op]} {literal(clause.value)}"

@@ -102,6 +102,8 @@ class MilvusStore(VectorStore):
         with self._failing(collection, what):
             # The fingerprint goes in with the create call, so a collection never exists without it.
             # Strong consistency: rows written by one run are seen by the next search or skip check.
+            # (A server's default, Bounded, answers from a snapshot up to seconds old: a count right
+            # after an upsert misses its rows there, never on Milvus Lite.)  Reads also ask for it.
             self.client.create_collection(
                 collection,
                 schema=schema,
@@ -152,10 +154,15 @@ class MilvusStore(VectorStore):
         if not records:
             return
         dim = self._dim(collection)
-        for batch in _chunks(list(records), self._batch):
+        # One row per id, the last record given for it: a server (2.3 at least) stores every copy
+        # of an id repeated within one upsert request (count(*) counts them all, query and search
+        # show the first), where Milvus Lite keeps the last.
+        latest = {record.id: record for record in records}
+        for batch in _chunks(list(latest.values()), self._batch):
             rows = [self._row(collection, dim, record) for record in batch]
             try:
-                # Always upsert: Lite's insert happens to overwrite, but a server would keep duplicates.
+                # Always upsert, never insert: an insert of an id already stored adds a second row
+                # (on a server and on Lite alike: count(*) counts both).
                 self.client.upsert(collection, rows)
             except MilvusException as exc:
                 raise self._error(exc, collection, f"writing to collection {collection!r}") from exc
@@ -204,6 +211,7 @@ class MilvusStore(VectorStore):
                 filter=expression,
                 output_fields=OUTPUT_FIELDS,
                 search_params=params,
+                consistency_level="Strong",  # sees every write acknowledged before it (see create_collection)
             )
         sign = -1.0 if metric == "L2" else 1.0  # higher is closer: negate L2 distances
         return [[_hit(h, sign) for h in hits] for hits in results]
