@@ -118,19 +118,78 @@ def test_sigkill_at_several_moments_then_rerun_gives_exactly_the_expected_rows(p
     assert set(ids) == expected
 
 
-def test_a_second_process_on_the_same_lite_file_gets_one_clear_line(project):
-    holder = start(project, EMBEDLINE_TEST_SLOW="0.05")
+def test_searches_a_host_application_and_a_second_run_share_the_lite_file_with_a_running_run(project):
+    """Milvus Lite's engine runs in a process of its own that every user of the file shares: a
+    search, a host application and a second run work while a run writes, and see its rows so far."""
+    from embedline_milvus.testing import lite_engines, wait_lite_engines_gone
+
+    expected = expected_ids(project)
+    env = {**os.environ, "PYTHONPATH": str(project / "site"), "HF_HUB_OFFLINE": "1"}
+    first = start(project, EMBEDLINE_TEST_SLOW="0.05")
+    second = None
     try:
-        time.sleep(3.0)  # let it open the database
-        assert holder.poll() is None
-        env = {**os.environ, "PYTHONPATH": str(project / "site"), "HF_HUB_OFFLINE": "1"}
-        second = subprocess.run(
-            [sys.executable, "-m", "embedline", "search", "note 7"],
-            cwd=project, env=env, capture_output=True, text=True, timeout=120,
-        )
+        pm = fresh_plugin_manager(FakeTextModel())
+        with Pipeline.from_toml(project / "embed.toml", pm=pm) as host:  # a host application, open all along
+            deadline = time.monotonic() + 120
+            while not (host.store.get_fingerprint("docs") and host.store.count("docs") >= 64):
+                assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+                time.sleep(0.2)
+            early = host.store.count("docs")
+            hits = host.search("note 7", k=3)
+            assert len(hits) == 3 and all(hit.uri.endswith(".md") for hit in hits)
+            search = subprocess.run(
+                [sys.executable, "-m", "embedline", "search", "note 7", "-k", "2"],
+                cwd=project, env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert search.returncode == 0, search.stderr
+            assert "docs/" in search.stdout
+            second = start(project, EMBEDLINE_TEST_SLOW="0.02")  # the same pipeline, at the same time
+            while host.store.count("docs") <= early:  # new rows appear in an open pipeline
+                assert first.poll() is None or host.store.count("docs") > early
+                time.sleep(0.2)
+            assert len(lite_engines(project / "kill.db")) == 1  # one engine for every user
+            for proc in (first, second):
+                out, err = proc.communicate(timeout=300)
+                assert proc.returncode == 0, err
+                assert "failed 0" in out
+            ids = [row_id for row_id, _ in host.store.scan("docs")]
+            assert len(ids) == host.store.count("docs") == len(set(ids))  # no duplicates
+            assert set(ids) == expected  # no holes
     finally:
-        holder.kill()
-        holder.communicate()
-    assert second.returncode == 1
-    (line,) = second.stderr.strip().splitlines()
-    assert "kill.db" in line and "another process" in line
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert not wait_lite_engines_gone(project / "kill.db")  # the last user gone, the engine stops
+
+
+def test_kill_9_of_the_lite_engine_mid_run_loses_no_acknowledged_row(project):
+    from embedline_milvus.testing import lite_engines, wait_lite_engines_gone
+
+    expected = expected_ids(project)
+    run = start(project, EMBEDLINE_TEST_SLOW="0.02")
+    try:
+        deadline = time.monotonic() + 120
+        while not lite_engines(project / "kill.db"):
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.1)
+        time.sleep(3.0)  # let it write for a while
+        (engine,) = lite_engines(project / "kill.db")
+        os.kill(engine, signal.SIGKILL)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 1
+    assert "kill.db" in err and "engine" in err and "stopped" in err and "Traceback" not in err
+    ids, count = stored(project)  # a new engine replays what the killed one acknowledged
+    assert 0 < len(ids) < len(expected) and count == len(set(ids)) == len(ids) and set(ids) <= expected
+
+    final = start(project)
+    out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+    assert f"skipped as unchanged {len(ids)}" in out  # every row written before the kill was kept
+    ids, count = stored(project)
+    assert count == len(ids) and set(ids) == expected
+    assert not wait_lite_engines_gone(project / "kill.db")

@@ -236,8 +236,11 @@ _OPEN_IN_CHILD = textwrap.dedent(
     import embedline_milvus
     options = {n: o.default for n, o in embedline_milvus.plugin_info.options.items()}
     try:
-        embedline_milvus.store(StoreSpec(options=options, base_dir=Path(sys.argv[1]))).close()
-        print("OPENED")
+        store = embedline_milvus.store(StoreSpec(collection="c", options=options, base_dir=Path(sys.argv[1])))
+        try:
+            print("OPENED", store.count("c") if store.get_fingerprint("c") else "-")
+        finally:
+            store.close()
     except StoreError as exc:
         print("STOREERROR", exc)
     """
@@ -252,17 +255,29 @@ def _open_in_child(base_dir) -> str:
     return result.stdout.strip() + result.stderr.strip()
 
 
-def test_second_process_gets_a_clear_error_then_can_open_after_close(tmp_path):
+def test_another_process_uses_the_database_while_this_one_has_it_open(tmp_path):
     holder = embedline_milvus.store(make_spec(tmp_path))
+    try:
+        holder.create_collection("c", FINGERPRINT)
+        holder.upsert("c", records(unit_vectors(5)))
+        assert _open_in_child(tmp_path) == "OPENED 5"  # the shared engine: no lock error, the rows so far
+        holder.upsert("c", records(unit_vectors(3, seed=1), prefix="s"))
+        assert _open_in_child(tmp_path) == "OPENED 8"
+    finally:
+        holder.close()
+
+
+def test_an_inline_holder_gives_others_a_clear_error_until_it_closes(tmp_path):
+    holder = embedline_milvus.store(make_spec(tmp_path, lite_engine="inline"))
     try:
         out = _open_in_child(tmp_path)
         assert out.startswith("STOREERROR"), out
-        assert str(tmp_path / "embed.db") in out and "another process" in out
+        assert str(tmp_path / "embed.db") in out and "in use" in out and 'lite_engine = "inline"' in out
         assert "Traceback" not in out and len(out.splitlines()) == 1  # quiet logs, one line
     finally:
         holder.close()
     # close() releases the Lite lock even though this process lives on
-    assert _open_in_child(tmp_path) == "OPENED"
+    assert _open_in_child(tmp_path) == "OPENED -"
 
 
 def test_token_never_shows(tmp_path):

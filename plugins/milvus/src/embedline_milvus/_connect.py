@@ -39,11 +39,16 @@ def _hide_credentials(text: str, uri: str, token: str) -> str:
 class Connection:
     """An open client and how to describe (and release) what it is connected to."""
 
-    def __init__(self, client: MilvusClient, where: str, lite_path: str | None = None):
+    def __init__(self, client: MilvusClient, where: str, lite_path: str | None = None, lease=None):
         self.client = client
         self.where = where
-        self.lite_path = lite_path
+        self.lite_path = lite_path  # an in-process Milvus Lite (lite_engine = "inline")
+        self.lease = lease  # a hold on the shared Milvus Lite engine (lite_engine = "process")
         self.filtered = False  # whether this connection keeps the log filter on (see connect)
+
+    def engine_gone(self) -> bool:
+        """True when this connection's Milvus Lite engine process has stopped (killed, say)."""
+        return self.lease is not None and not self.lease.alive()
 
     def close(self) -> None:
         filtered, self.filtered = self.filtered, False
@@ -55,6 +60,8 @@ class Connection:
                     pass
                 if self.lite_path is not None:
                     _release_lite(self.lite_path)
+                if self.lease is not None:
+                    self.lease.close()  # the engine stops when its last user has closed
         finally:
             if filtered:
                 _logs.detach()
@@ -100,6 +107,8 @@ def _connect_lite(spec: StoreSpec, uri: str) -> Connection:
     except OSError as exc:
         raise StoreError(f"{where}: cannot create folder {path.parent}: {exc.strerror}") from None
 
+    if option(spec, "lite_engine") == "process":
+        return _connect_engine(path, where)
     _import_lite()
     # Milvus Lite swallows the reason it could not open a folder (pymilvus only says "Open local
     # milvus failed") and logs it instead: the records our call drops tell a locked folder from
@@ -114,6 +123,37 @@ def _connect_lite(spec: StoreSpec, uri: str) -> Connection:
             raise StoreError(_lite_open_message(where, cause, exc)) from cause
         _lite_opens[str(path)] = _lite_opens.get(str(path), 0) + 1
     return Connection(client, where, lite_path=str(path))
+
+
+def _connect_engine(path: Path, where: str) -> Connection:
+    """A client of the Milvus Lite engine process shared by every user of ``path`` (``_engine``)."""
+    from embedline_milvus import _engine
+
+    try:
+        path.mkdir(exist_ok=True)  # the engine's flock is on the folder itself
+    except OSError as exc:
+        raise StoreError(f"{where}: cannot create the folder: {exc.strerror}") from None
+    try:
+        lease = _engine.acquire(str(path))
+    except _engine.EngineError as exc:
+        if exc.locked:
+            raise StoreError(
+                f"{where} is in use: another process has it open with an in-process Milvus Lite "
+                "(lite_engine = \"inline\"); wait for it to finish, or open it with the default lite_engine = \"process\""
+            ) from None
+        raise StoreError(f"cannot open {where}: {exc.reason}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot open {where}: {exc.strerror or exc}") from None
+    try:
+        with ours():
+            client = MilvusClient(uri=lease.uri)
+    except MilvusException as exc:
+        lease.close()
+        raise StoreError(f"cannot open {where}: its engine did not answer: {exc.message}") from None
+    except BaseException:
+        lease.close()
+        raise
+    return Connection(client, where, lease=lease)
 
 
 def _lite_open_message(where: str, cause: BaseException | None, exc: MilvusException) -> str:

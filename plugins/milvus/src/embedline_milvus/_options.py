@@ -40,6 +40,8 @@ LITE_INDEX_TYPES = ("AUTOINDEX", "FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "HNSW_SQ
 
 METRICS = ("COSINE", "IP", "L2")
 
+LITE_ENGINES = ("process", "inline")
+
 #: Milvus' own ceiling for a VARCHAR column.
 VARCHAR_LIMIT = 65535
 
@@ -66,6 +68,14 @@ OPTIONS: dict[str, Option] = {
     "metric": Option(str, "COSINE", "similarity metric of the index", choices=METRICS),
     "index_params": Option(dict, {}, "index build parameters, e.g. {M = 16, efConstruction = 200} or {nlist = 128}"),
     "search_params": Option(dict, {}, "search parameters, e.g. {ef = 64} or {nprobe = 16}"),
+    "lite_engine": Option(
+        str,
+        "process",
+        "where Milvus Lite's engine runs: `process` (one process per database, shared by every user of the "
+        "file, so a search works while a run writes; it stops when its last user is gone) or `inline` (inside "
+        "this process, which then holds the file alone)",
+        choices=LITE_ENGINES,
+    ),
     "write_batch_size": Option(int, 1000, "rows per upsert call"),
     "text_max_length": Option(
         int, 8192, "bytes of text stored per row; longer text is cut at a UTF-8 character boundary"

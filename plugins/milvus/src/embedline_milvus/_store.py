@@ -348,6 +348,11 @@ class MilvusStore(VectorStore):
             raise self._error(exc, collection, what, expression) from exc
 
     def _error(self, exc: MilvusException, collection: str, what: str, expression: str | None = None) -> StoreError:
+        if self._conn.engine_gone():
+            return StoreError(
+                f"{what} failed: the Milvus Lite engine of {self._conn.where} stopped (was it killed?); "
+                "every row it acknowledged is kept: open the database again to go on"
+            )
         match = _DIM_ERROR.search(exc.message or "")
         if match:
             return _dim_mismatch(collection, int(match.group(1)), int(match.group(2)))

@@ -38,7 +38,10 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Backend", "MilvusServer", "MilvusServerError", "start_server", "temporary_database"]
+__all__ = [
+    "Backend", "MilvusServer", "MilvusServerError", "lite_engines", "start_server", "temporary_database",
+    "wait_lite_engines_gone",
+]  # fmt: skip
 
 MILVUS_PACKAGE = "milvus==2.3.5"
 GRACEFUL_STOP_S = 3
@@ -408,3 +411,36 @@ def _die_with_parent() -> None:
     Only a syscall here (the parent may have threads)."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+# -- Milvus Lite's engine processes (lite_engine = "process") ---------------------------------------
+
+
+def lite_engines(path: str | os.PathLike[str]) -> list[int]:
+    """Pids of running (not zombie) Milvus Lite engine processes serving the ``.db`` folder ``path``."""
+    wanted = os.path.abspath(path)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and b"embedline_milvus._engine" in argv and os.fsencode(wanted) in argv:
+            found.append(int(entry))
+    return found
+
+
+def wait_lite_engines_gone(path: str | os.PathLike[str], timeout: float = 30.0) -> list[int]:
+    """Wait until no engine serves ``path`` (it lingers a little after its last user); the pids left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = lite_engines(path)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
