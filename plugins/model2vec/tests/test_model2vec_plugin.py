@@ -76,6 +76,42 @@ def test_normalisation_off_matches_model2vec(pm, load, tiny_static):
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_static", "tiny_static_f16"])
+@pytest.mark.parametrize("max_length", [None, 6])
+def test_texts_are_tokenized_once_and_embed_as_model2vec_encodes_them(request, pm, load, fixture, max_length):
+    from model2vec import StaticModel
+
+    from embedline_model2vec import _backend
+
+    folder = request.getfixturevalue(fixture)
+    model = load(str(folder), normalize=False, options={} if max_length is None else {"max_length": max_length})
+    texts = [
+        "the cat sits on the table", "zebra the xylophone dog", "a man is playing the guitar with the woman and the dog",
+        "dog", "the the the the", "hot water on a red car in the morning with the man",
+    ]  # fmt: skip
+    inputs = pm.call("preprocess", "model2vec", model=model, items=items(*texts), mode="document")
+    limit = model.settings["max_length"]
+    chars = None if limit is None else limit * model.impl.median_token_length  # encode's cut, in characters
+    cut = {i for i, t in enumerate(texts) if limit is not None and (len(t.split()) > limit or len(t) > chars)}
+    assert max_length is None or cut  # the fallback is exercised
+    assert len(cut) < len(texts)  # and the ids path
+    assert [x.ids is None for x in inputs] == [i in cut for i in range(len(texts))]  # cut texts: encode's own way
+
+    calls = []
+    encode = model.impl.encode
+    model.impl.encode = lambda texts, **kw: calls.append(list(texts)) or encode(texts, **kw)
+    try:
+        vectors = pm.call("embed", "model2vec", model=model, inputs=inputs, mode="document")
+    finally:
+        del model.impl.encode
+    assert calls == ([[texts[i] for i in sorted(cut)]] if cut else [])  # the others were not tokenized again
+    expected = StaticModel.from_pretrained(folder).encode(texts, normalize=False, max_length=limit)
+    np.testing.assert_array_equal(vectors, expected.astype(np.float32))
+    plain = pm.call("embed", "model2vec", model=model, inputs=list(texts), mode="document")  # plain strings work too
+    np.testing.assert_array_equal(plain, vectors)
+    assert isinstance(inputs[0], str) and inputs[0] == texts[0] and _backend.Tokenized is type(inputs[0])
+
+
 def test_missing_folder(load):
     with pytest.raises(ModelSourceError, match="does not exist"):
         load("./models/nothing-here")

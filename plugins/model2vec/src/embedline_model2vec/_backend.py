@@ -79,6 +79,15 @@ def _load_static(location: str, name: str):
 # -- preprocess / embed ----------------------------------------------------------------------
 
 
+class Tokenized(str):
+    """A text ``preprocess`` has tokenized: ``embed`` reuses its token ids instead of tokenizing it a
+    second time (``ids``: the model's tokens, unknown ones removed; ``None`` when the text is cut by
+    ``max_length``, which ``embed`` leaves to Model2Vec's own ``encode``).  Still the text itself
+    for anything that reads it as a string."""
+
+    ids: list[int] | None
+
+
 def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -96,16 +105,25 @@ def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
         return out
     limit = model.settings.get("max_length")
     unk = model.impl.unk_token_id
+    # Model2Vec's encode first cuts a text to max_length * median_token_length characters; a text
+    # within that and within max_length tokens is tokenized the same by it as here.
+    chars = None if limit is None else limit * getattr(model.impl, "median_token_length", 0)
     encodings = _tokenizer_for(model).encode_batch_fast([out[i] for i in slots], add_special_tokens=False)
     truncated = 0
     for i, encoding in zip(slots, encodings):
         ids = encoding.ids
-        if limit is not None and len(ids) > limit:
+        cut = limit is not None and len(ids) > limit
+        if cut:
             truncated += 1
             ids = ids[:limit]
         # A text made only of unknown tokens would embed as a zero vector, which cannot be normalised.
         if all(t == unk for t in ids):
             out[i] = Failed("none of the text's tokens is in the model's vocabulary")
+            continue
+        text = Tokenized(out[i])
+        exact = not cut and (chars is None or len(text) <= chars)
+        text.ids = ([t for t in ids if t != unk] if unk is not None else list(ids)) if exact else None
+        out[i] = text
     if truncated:
         model.count("truncated", truncated)
     return out
@@ -126,17 +144,61 @@ def _tokenizer_for(model: Model):
 def embed(model: Model, inputs: Sequence[str], mode: str) -> np.ndarray:
     if not inputs:
         return np.zeros((0, model.dim), dtype=np.float32)
-    batch_size = model.spec.batch_size if model.spec is not None else 1024
-    vectors = model.impl.encode(
-        list(inputs),
-        max_length=model.settings.get("max_length"),
-        normalize=False,  # normalised below in float32: distilled vectors are float16
-        batch_size=batch_size,
-        show_progress_bar=False,
-    )
+    impl = model.impl
+    known = [i for i, x in enumerate(inputs) if getattr(x, "ids", None) is not None] if _means_from_ids(impl) else []
+    if len(known) == len(inputs):
+        vectors = _mean_of_tokens(impl, [inputs[i].ids for i in known])
+    else:
+        batch_size = model.spec.batch_size if model.spec is not None else 1024
+        skip = set(known)
+        rest = [i for i in range(len(inputs)) if i not in skip]
+        encoded = impl.encode(
+            [str(inputs[i]) for i in rest],
+            max_length=model.settings.get("max_length"),
+            normalize=False,  # normalised below in float32: distilled vectors are float16
+            batch_size=batch_size,
+            show_progress_bar=False,
+        )
+        if known:
+            vectors = np.zeros((len(inputs), model.dim), dtype=encoded.dtype)
+            vectors[rest] = encoded
+            vectors[known] = _mean_of_tokens(impl, [inputs[i].ids for i in known])
+        else:
+            vectors = encoded
     # Milvus rejects float16, and a float16 norm is only good to ~1e-3.
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if model.normalized:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.maximum(norms, np.finfo(np.float32).tiny)
     return vectors
+
+
+def _means_from_ids(impl: Any) -> bool:
+    """Whether this StaticModel exposes what :func:`_mean_of_tokens` reads (Model2Vec 0.10's attributes)."""
+    return all(hasattr(impl, name) for name in ("embedding", "weights", "token_mapping", "dim"))
+
+
+def _mean_of_tokens(impl: Any, token_ids: Sequence[list[int]]) -> np.ndarray:
+    """What ``StaticModel.encode(..., normalize=False)`` computes from a text's token ids: the mean of
+    their embedding rows (through the token mapping and weights of a vocabulary-quantized model),
+    in the embedding's dtype, with the same numpy operations, so the vectors are the same."""
+    dtype = impl.embedding.dtype
+    if dtype == np.int8:
+        dtype = np.dtype(np.float32)
+    out = np.zeros((len(token_ids), impl.dim), dtype=dtype)
+    if impl.token_mapping is None and impl.weights is None:
+        buckets: dict[int, list[int]] = {}
+        for i, ids in enumerate(token_ids):
+            if ids:
+                buckets.setdefault(len(ids), []).append(i)
+        for indices in buckets.values():
+            matrix = np.array([token_ids[i] for i in indices], dtype=np.int64)
+            out[indices] = impl.embedding[matrix].mean(axis=1)
+        return out
+    for i, ids in enumerate(token_ids):
+        if ids:
+            rows = impl.embedding[ids if impl.token_mapping is None else impl.token_mapping[ids]]
+            if impl.weights is not None:
+                rows = rows * impl.weights[ids][:, None]
+            out[i] = rows.mean(axis=0)
+    return out
