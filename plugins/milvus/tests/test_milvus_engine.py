@@ -196,3 +196,31 @@ def test_a_missing_engine_is_started_again_by_the_next_user(tmp_path):
         assert lease.pid != pid and lease.alive()
     finally:
         lease.close()
+
+
+def test_a_database_deleted_and_made_again_while_its_engine_lingers_gets_a_new_engine(tmp_path):
+    import shutil
+
+    db = tmp_path / "embed.db"
+    store = embedline_milvus.store(spec(tmp_path))
+    try:
+        store.create_collection("c", FINGERPRINT)
+        store.upsert("c", rows(20))
+        old = store._conn.lease.pid
+    finally:
+        store.close()
+    shutil.rmtree(db)  # at once, while the engine still lingers on the deleted folder
+    store = embedline_milvus.store(spec(tmp_path))
+    try:
+        assert store._conn.lease.pid != old
+        assert store.get_fingerprint("c") is None  # the new, empty database; not the deleted one
+        store.create_collection("c", FINGERPRINT)
+        store.upsert("c", rows(3))
+    finally:
+        store.close()
+    store = embedline_milvus.store(spec(tmp_path))
+    try:
+        assert store.count("c") == 3  # written to the folder that exists
+    finally:
+        store.close()
+    assert not wait_lite_engines_gone(db, timeout=_engine.LINGER + 20)

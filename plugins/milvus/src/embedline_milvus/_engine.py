@@ -151,12 +151,21 @@ class Lease:
             sock.close()
 
 
-def _hello(address: str | bytes) -> Lease:
+class _Stale(Exception):
+    """The engine answering serves a folder that was deleted (or replaced) since it opened it."""
+
+
+def _folder_identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _hello(address: str | bytes, identity: tuple[int, int]) -> Lease:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(30)
         sock.connect(address)
-        sock.sendall(b"hello %d\n" % os.getpid())
+        sock.sendall(b"hello %d %d %d\n" % (os.getpid(), *identity))
         answer = b""
         while not answer.endswith(b"\n"):
             part = sock.recv(64)
@@ -164,6 +173,8 @@ def _hello(address: str | bytes) -> Lease:
                 raise ConnectionRefusedError("the engine closed the lease before answering")
             answer += part
         words = answer.split()
+        if words == [b"stale"]:
+            raise _Stale()
         if len(words) != 4 or words[0] != b"port" or words[2] != b"pid":
             raise ConnectionRefusedError(f"unexpected answer from the engine: {answer[:60]!r}")
         sock.settimeout(None)
@@ -177,15 +188,18 @@ def acquire(path: str, *, linger: float = LINGER) -> Lease:
     """A lease on the engine of folder ``path`` (absolute, existing), started if none runs."""
     address = lease_address(path)
     with folder_lock(path):
+        identity = _folder_identity(path)
         try:
-            return _hello(address)
+            return _hello(address, identity)
         except (ConnectionRefusedError, FileNotFoundError, socket.timeout):
+            pass
+        except _Stale:  # it has let go of the address: a new engine for the folder that is there now
             pass
         if isinstance(address, str):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(address)  # a socket file left by an engine that was killed
         _start(path, linger)
-        return _hello(address)
+        return _hello(address, identity)
 
 
 def _start(path: str, linger: float) -> None:
@@ -292,6 +306,7 @@ class _Engine:
         self.linger = linger
         self.users: dict[socket.socket, bytes] = {}
         self.selector = selectors.DefaultSelector()
+        self.stale = False  # the folder was deleted or replaced: no new users
 
     def run(self, announce) -> None:
         try:
@@ -312,18 +327,23 @@ class _Engine:
             announce(f"error cannot listen for users: {exc.strerror or exc}")
             return
         self.port = port
+        self.identity = _folder_identity(self.path)
+        self.address = address
         announce(f"ready {port}")
         try:
             self._loop(listener)
         finally:
             listener.close()
-            if isinstance(address, str):
+            if isinstance(address, str) and not self.stale:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(address)
             try:
-                server.stop(grace=5).wait(10)
+                server.stop(grace=0 if self.stale else 5).wait(10)
             finally:
-                db.close()  # flushes, and releases Milvus Lite's lock on the folder
+                if self._folder_is_ours():
+                    db.close()  # flushes, and releases Milvus Lite's lock on the folder
+                else:  # deleted or replaced: flushing now would write into another database's folder
+                    os._exit(0)
 
     def _loop(self, listener: socket.socket) -> None:
         listener.setblocking(False)
@@ -336,6 +356,8 @@ class _Engine:
                     self._accept(listener)
                 else:
                     self._read(key.fileobj)
+            if self.stale:
+                return
             if self.users or time.monotonic() - self.idle_since < self.linger:
                 continue
             if self._may_stop(listener):
@@ -345,7 +367,11 @@ class _Engine:
     def _may_stop(self, listener: socket.socket) -> bool:
         """With the folder's flock taken (without waiting): no user connecting means stop now; the
         flock is kept until this process exits, after the database is closed."""
-        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:  # the folder is gone: nobody can use this engine any more
+            self.stale = True
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -371,7 +397,16 @@ class _Engine:
                 if not part:
                     break
                 hello += part
-            if not hello.startswith(b"hello "):
+            words = hello.split()
+            if len(words) != 4 or words[0] != b"hello":
+                conn.close()
+                return
+            if (int(words[2]), int(words[3])) != self.identity:
+                # The user sees another folder at this path: this one was deleted or replaced while
+                # the engine served it.  Let go of the address (a new engine takes it) and stop at
+                # once, without flushing: Milvus Lite writes by path, into the new folder.
+                self._retire(listener)
+                conn.sendall(b"stale\n")
                 conn.close()
                 return
             conn.sendall(b"port %d pid %d\n" % (self.port, os.getpid()))
@@ -381,6 +416,22 @@ class _Engine:
         conn.setblocking(False)
         self.users[conn] = hello.strip()
         self.selector.register(conn, selectors.EVENT_READ)
+
+    def _folder_is_ours(self) -> bool:
+        try:
+            return _folder_identity(self.path) == self.identity
+        except OSError:
+            return False
+
+    def _retire(self, listener: socket.socket) -> None:
+        if self.stale:
+            return
+        self.stale = True
+        self.selector.unregister(listener)
+        listener.close()
+        if isinstance(self.address, str):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.address)
 
     def _read(self, conn: socket.socket) -> None:
         try:
