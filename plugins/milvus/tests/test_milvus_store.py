@@ -332,7 +332,7 @@ def test_a_reopened_collection_costs_one_call_to_check_and_one_per_search(tmp_pa
     spec = make_spec(tmp_path, metric="L2")
     first = embedline_milvus.store(spec)
     first.create_collection("c", FINGERPRINT)
-    assert first.client.list_indexes("c") == []  # the index comes with the first flush, over the rows
+    assert first.client.list_indexes("c") == ["vector"]  # at once: the engine indexes segments as they seal
     vectors = unit_vectors(5)
     first.upsert("c", records(vectors))
     assert first.search("c", vectors[2], k=2)[0][1].score < 0  # searchable before it, with its metric
@@ -358,6 +358,20 @@ def test_a_reopened_collection_costs_one_call_to_check_and_one_per_search(tmp_pa
         assert client.calls == ["search"]
     finally:
         second.close()
+
+
+def test_with_an_inline_engine_the_index_comes_with_the_first_flush(tmp_path):
+    store = embedline_milvus.store(make_spec(tmp_path, lite_engine="inline"))
+    try:
+        store.create_collection("c", FINGERPRINT)
+        assert store.client.list_indexes("c") == []  # built once over the rows, not per segment in this process
+        vectors = unit_vectors(5)
+        store.upsert("c", records(vectors))
+        assert store.search("c", vectors[2], k=1)[0][0].id == "r2"  # searchable before it
+        store.flush("c")
+        assert store.client.list_indexes("c") == ["vector"]
+    finally:
+        store.close()
 
 
 def test_a_collection_without_a_recorded_metric_asks_its_index(tmp_path):
