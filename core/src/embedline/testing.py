@@ -189,6 +189,24 @@ load_model, preprocess, embed = _model.load_model, _model.preprocess, _model.emb
 """
 
 
+#: Like :data:`FAKE_TEXT_PLUGIN`, with ``EMBEDLINE_TEST_SLOW`` seconds of sleep per ``embed`` call:
+#: a run that lasts long enough for a test to do something while it writes.
+SLOW_TEXT_PLUGIN = """
+import os, time
+from embedline import hookimpl
+from embedline.testing import FakeTextModel
+
+_model = FakeTextModel()
+plugin_info = _model.plugin_info
+load_model, preprocess = _model.load_model, _model.preprocess
+
+@hookimpl
+def embed(model, inputs, mode):
+    time.sleep(float(os.environ.get("EMBEDLINE_TEST_SLOW", "0")))
+    return _model.embed(model, inputs, mode)
+"""
+
+
 def load_plugin_model(
     plugin: str,
     name: str | None = None,
