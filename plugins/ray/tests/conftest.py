@@ -64,3 +64,12 @@ def ray_session(site):
                 os.environ[key] = value
         left = _testing().reap(tag, wait=30)
         assert not left, f"Ray processes still running after ray.shutdown(): {left}"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that starts Ray is an integration test (`make test` runs them; `-m "not
+    integration"` leaves them out)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here and (item.path.name == "test_ray_kill.py" or "ray_session" in item.fixturenames):
+            item.add_marker(pytest.mark.integration)
