@@ -136,6 +136,11 @@ def test_media_sends_the_sources_media_files_with_range_support(media_tree, make
         assert part.content == bytes(range(8))
         assert part.headers["content-range"] == f"bytes 8-15/{len(whole.content)}"
         assert client.get("/media/media/sound.wav").headers["content-type"].startswith("audio/")
+        head = client.head("/media/media/pics/cat.png")  # what a player asks before it seeks
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(whole.content))
+        assert head.headers["accept-ranges"] == "bytes" and head.headers["content-type"] == "image/png"
+        assert client.head("/media/secret.png").status_code == 404
 
 
 @pytest.mark.parametrize("uri", [

@@ -210,7 +210,7 @@ def create_app(
     origins = list(cors_origins)
     if origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
+            CORSMiddleware, allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"], allow_credentials=False,
         )
 
@@ -383,8 +383,9 @@ def _install_routes(app: FastAPI, service: Service, limits: Limits) -> None:
         hits = await _run_search(service, query=body.query, k=k, filter=flt)
         return _json({"hits": [_hit(h, body.query) for h in hits]})
 
-    @app.get("/media/{uri:path}", tags=["search"], responses={**errors, 206: {"description": "a byte range"}},
-             summary="the file of a media hit (Range requests answered 206)", response_class=FileResponse)
+    @app.api_route("/media/{uri:path}", methods=["GET", "HEAD"], tags=["search"],
+                   responses={**errors, 206: {"description": "a byte range"}}, response_class=FileResponse,
+                   summary="the file of a media hit (Range requests answered 206; HEAD for its headers only)")
     async def media(uri: str) -> Response:
         source = service.pipeline.config.source
         path = None
