@@ -291,13 +291,36 @@ def _serve_grpc(path: str):
             interceptors=[_interceptor()],
             options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
         )
-        milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+        milvus_pb2_grpc.add_MilvusServiceServicer_to_server(_servicer_class(MilvusServicer)(db), server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
     except BaseException:
         db.close()
         raise
     return server, db, port
+
+
+def _servicer_class(base: type) -> type:
+    """Milvus Lite's servicer, with a ``Flush`` that answers once the flushed collections' segments
+    are compacted and indexed.  Milvus Lite does that on a background thread after a flush; without
+    the wait a run would end while its engine still indexes, and the searches right after it would
+    scan segments that have no index yet (and a timing of the run would leave that work out)."""
+
+    class Servicer(base):
+        def Flush(self, request, context):
+            response = super().Flush(request, context)
+            try:
+                database = self._database_name(request, context)
+                for name in request.collection_names:
+                    collection = self._db.get_collection(name, database_name=database)
+                    wait = getattr(collection, "_wait_for_bg", None)
+                    if wait is not None:
+                        wait()
+            except Exception:  # noqa: S110 - the flush itself succeeded or reported its own error
+                pass
+            return response
+
+    return Servicer
 
 
 class _Engine:
