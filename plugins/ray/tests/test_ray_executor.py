@@ -364,3 +364,9 @@ def test_workers_with_another_model_than_the_collection_s_are_refused(ray_sessio
         with pytest.raises(ModelMismatchError, match=r"collection 'docs': the Ray workers' model has identity"):
             p.run()
         assert p.store.count("docs") == 0
+
+
+def test_starting_ray_leaves_the_host_environment_as_it_was(ray_session):
+    # ray_session started Ray through start_local_ray, which gives Ray's processes a longer GCS
+    # start-up wait through the environment, during ray.init only.
+    assert "RAY_gcs_server_port_wait_time_s" not in __import__("os").environ

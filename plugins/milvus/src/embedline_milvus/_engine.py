@@ -204,13 +204,10 @@ def acquire(path: str, *, linger: float = LINGER) -> Lease:
 
 def _start(path: str, linger: float) -> None:
     """Start the engine for ``path`` and wait for its one line: ``ready PORT`` or ``error ...``."""
-    env = dict(os.environ)
-    for name in ("PYTHONSTARTUP", "PYTHONINSPECT"):
-        env.pop(name, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedline_milvus._engine", path, "--linger", repr(linger)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True, env=env, cwd="/",
+        start_new_session=True, close_fds=True, cwd="/",
     )  # fmt: skip
     try:
         line = _read_line(proc.stdout, START_TIMEOUT)
@@ -327,7 +324,7 @@ class _Engine:
     def __init__(self, path: str, linger: float):
         self.path = path
         self.linger = linger
-        self.users: dict[socket.socket, bytes] = {}
+        self.users: set[socket.socket] = set()
         self.selector = selectors.DefaultSelector()
         self.stale = False  # the folder was deleted or replaced: no new users
 
@@ -437,7 +434,7 @@ class _Engine:
             conn.close()
             return
         conn.setblocking(False)
-        self.users[conn] = hello.strip()
+        self.users.add(conn)
         self.selector.register(conn, selectors.EVENT_READ)
 
     def _folder_is_ours(self) -> bool:
@@ -447,8 +444,6 @@ class _Engine:
             return False
 
     def _retire(self, listener: socket.socket) -> None:
-        if self.stale:
-            return
         self.stale = True
         self.selector.unregister(listener)
         listener.close()
@@ -465,7 +460,7 @@ class _Engine:
             data = b""
         if not data:  # the user closed its lease, exited or was killed
             self.selector.unregister(conn)
-            self.users.pop(conn, None)
+            self.users.discard(conn)
             conn.close()
             if not self.users:
                 self.idle_since = time.monotonic()

@@ -113,19 +113,19 @@ class MilvusStore(VectorStore):
                     METRIC_KEY: self._metric,  # read back with the fingerprint: no describe_index per process
                 },
             )
-        # Otherwise the vector index comes with the first flush (the end of the run), built once over
-        # sealed rows: searches right after a run are then as fast as later ones.  Until then Milvus Lite
-        # searches the rows one by one; a server, which cannot load a collection without an index,
-        # gets one as soon as anything needs the collection loaded (see _ensure_loaded).
         self._dims[collection] = dim
         self._metrics[collection] = self._metric
         self._unindexed.add(collection)
         if self._conn.lease is not None:
             # Milvus Lite's engine in its own process: with the index made now, it indexes each
-            # segment as it seals it, on its own core while this process encodes, instead of
-            # indexing every row at the end (Model2Vec, 100k rows: the run took ~31 s instead of ~54 s).
+            # segment as it seals it, on its own core while this process encodes; its Flush waits
+            # for the last ones (see _engine).
             with self._failing(collection, f"indexing collection {collection!r}"):
                 self._index_if_missing(collection, wait=True)
+        # Otherwise the vector index comes with the first flush (the end of the run), built once over
+        # sealed rows: searches right after a run are then as fast as later ones.  Until then Milvus Lite
+        # searches the rows one by one; a server, which cannot load a collection without an index,
+        # gets one as soon as anything needs the collection loaded (see _ensure_loaded).
 
     def _schema(self, dim: int):
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)

@@ -145,26 +145,21 @@ def embed(model: Model, inputs: Sequence[str], mode: str) -> np.ndarray:
     if not inputs:
         return np.zeros((0, model.dim), dtype=np.float32)
     impl = model.impl
-    known = [i for i, x in enumerate(inputs) if getattr(x, "ids", None) is not None] if _means_from_ids(impl) else []
-    if len(known) == len(inputs):
-        vectors = _mean_of_tokens(impl, [inputs[i].ids for i in known])
+    if _means_from_ids(impl):
+        ids = [getattr(x, "ids", None) for x in inputs]
+        vectors = _mean_of_tokens(impl, [t or [] for t in ids])  # zeros where there are no ids
     else:
+        ids, vectors = [None] * len(inputs), np.zeros((len(inputs), model.dim), dtype=np.float32)
+    rest = [i for i, t in enumerate(ids) if t is None]
+    if rest:  # texts cut by max_length (or plain strings): Model2Vec's own encode
         batch_size = model.spec.batch_size if model.spec is not None else 1024
-        skip = set(known)
-        rest = [i for i in range(len(inputs)) if i not in skip]
-        encoded = impl.encode(
+        vectors[rest] = impl.encode(
             [str(inputs[i]) for i in rest],
             max_length=model.settings.get("max_length"),
             normalize=False,  # normalised below in float32: distilled vectors are float16
             batch_size=batch_size,
             show_progress_bar=False,
         )
-        if known:
-            vectors = np.zeros((len(inputs), model.dim), dtype=encoded.dtype)
-            vectors[rest] = encoded
-            vectors[known] = _mean_of_tokens(impl, [inputs[i].ids for i in known])
-        else:
-            vectors = encoded
     # Milvus rejects float16, and a float16 norm is only good to ~1e-3.
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if model.normalized:

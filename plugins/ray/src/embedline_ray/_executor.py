@@ -86,16 +86,29 @@ def start_local_ray(num_cpus: int) -> None:
     (during this call only: the host's logging is left as it is)."""
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray waits 30 s for its GCS to bind a port; a loaded 2-core machine can take longer.
-    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
     quiet = _DropTokenNotice()
     logger.addFilter(quiet)
     try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        # Ray waits 30 s for its GCS to bind a port; a loaded 2-core machine can take longer.
+        with _ray_environment(RAY_gcs_server_port_wait_time_s="120"):
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     finally:
         logger.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _ray_environment(**defaults: str) -> Iterator[None]:
+    """Usage statistics off (a run must not phone home) and ``defaults``, unless the host set them,
+    for the duration of ``ray.init`` only: the processes Ray starts then inherit them, and the
+    host's environment is as it was afterwards."""
+    added = [name for name in ("RAY_USAGE_STATS_ENABLED", *defaults) if name not in os.environ]
+    os.environ.update({name: {"RAY_USAGE_STATS_ENABLED": "0", **defaults}[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 class _DropTokenNotice(logging.Filter):
@@ -158,14 +171,14 @@ class RayExecutor(Executor):
     def _connect(self, plan: Plan) -> Any:
         if self._ray is not None:
             return self._ray
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a run must not phone home
         import ray
 
         if not ray.is_initialized():
             if self.settings.address is None:
                 start_local_ray(local_cpus(self.settings, len(plan.targets)))
             else:
-                ray.init(address=self.settings.address, log_to_driver=False, logging_level=logging.WARNING)
+                with _ray_environment():
+                    ray.init(address=self.settings.address, log_to_driver=False, logging_level=logging.WARNING)
             self._started = True
         self._ray = ray
         return ray
