@@ -143,6 +143,50 @@ def test_vectors_are_float32_rows_matching_sentence_transformers(pm, load, tiny_
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
 
 
+def test_each_text_is_tokenized_once(pm, load, tiny_dir, monkeypatch):
+    """preprocess's encodings go to the model as they are: embed never tokenizes again."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["the cat sits on the table", "a man is playing the guitar", "dogs run in the park", "hello"]
+    model = load(str(tiny_dir), normalize=True, batch_size=3)
+    run(pm, model, texts[:1])  # the once-per-model check of the features against the model's own
+    assert model.state["features"] == (("input_ids", "token_type_ids", "attention_mask"), 0)
+
+    def tokenize_again(*args, **kwargs):
+        raise AssertionError("tokenized a second time")
+
+    monkeypatch.setattr(model.impl, "preprocess", tokenize_again)
+    monkeypatch.setattr(model.impl, "tokenize", tokenize_again)
+    vectors = run(pm, model, texts)
+    monkeypatch.undo()
+    expected = SentenceTransformer(str(tiny_dir), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    # a bare string (not from preprocess) still embeds, through sentence-transformers' encode
+    np.testing.assert_allclose(pm.call("embed", "minilm", model=model, inputs=texts, mode="document"), expected,
+                               atol=1e-6)
+
+
+def test_a_tokenizer_that_differs_from_the_models_falls_back_to_encode(pm, load, tiny_dir, monkeypatch):
+    from embedline_minilm import _backend
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["the cat sits on the table", "hello"]
+    model = load(str(tiny_dir), normalize=False)
+    real = model.impl.preprocess
+
+    def other_ids(inputs, *args, **kwargs):  # the model's own tokenization no longer matches the copy's
+        features = real(inputs, *args, **kwargs)
+        features["input_ids"] = features["input_ids"].flip(1)
+        return features
+
+    monkeypatch.setattr(model.impl, "preprocess", other_ids)
+    assert not _backend._ids_match(model)
+    monkeypatch.undo()
+    expected = SentenceTransformer(str(tiny_dir), device="cpu").encode(texts)
+    np.testing.assert_allclose(run(pm, model, texts), expected, atol=1e-6)
+    assert model.state["features"] is None  # decided once per model
+
+
 def test_normalisation_on_and_off(pm, load, tiny_dir):
     texts = ["the cat sits on the table", "a man is playing the guitar"]
     raw = run(pm, load(str(tiny_dir), normalize=False), texts)

@@ -159,16 +159,24 @@ def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
             out[i] = Prompted(out[i], len(encoding.ids), encoding)
         truncated = sum(bool(e.overflowing) for e in encodings)
     else:
-        counts = _token_counts(model, texts)
-        for i, n in zip(slots, counts):
-            out[i] = Prompted(out[i], min(n, limit) if limit else n)
-        truncated = sum(n > limit for n in counts) if limit else 0
+        encodings = _tokenize(model, texts)
+        truncated = 0
+        for i, encoding in zip(slots, encodings):
+            n = encoding if isinstance(encoding, int) else len(encoding.ids)
+            if limit and n > limit:  # embed lets sentence-transformers cut it, as the model's tokenizer does
+                out[i] = Prompted(out[i], limit)
+                truncated += 1
+            else:
+                out[i] = Prompted(out[i], n, None if isinstance(encoding, int) else encoding)
     if truncated:
         model.count("truncated", truncated)
     return out
 
 
-def _token_counts(model: Model, texts: list[str]) -> list[int]:
+def _tokenize(model: Model, texts: list[str]) -> list[Any]:
+    """Each text's ``tokenizers`` encoding, untruncated, whose ids ``embed`` feeds to the model as
+    they are (so every text is tokenized once); its length is the token count.  Only token counts
+    where the model's tokenizer has no Rust copy."""
     st = model.impl
     counter = _counter_for(model)
     if getattr(st[0], "do_lower_case", False):
@@ -176,7 +184,7 @@ def _token_counts(model: Model, texts: list[str]) -> list[int]:
     if counter is None:  # no Rust tokenizer to copy: ask the model's own (not thread safe, rare)
         ids = st.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
-    return [len(e.ids) for e in counter.encode_batch(texts, add_special_tokens=True)]
+    return counter.encode_batch(texts, add_special_tokens=True)
 
 
 def _counter_for(model: Model):
@@ -209,8 +217,10 @@ def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarr
     if model.runtime.get("backend") == "onnx":
         given = [_onnx_input(x) for x in inputs]
         return model.impl.encode(given, batch_size=batch_size, normalize=model.normalized, prompt=prompt)
-    texts = [x.text if isinstance(x, Prompted) else str(x) for x in inputs]
     st = model.impl
+    if all(isinstance(x, Prompted) and x.encoding is not None for x in inputs) and _ids_match(model):
+        return _embed_encoded(model, [x.encoding for x in inputs], batch_size)
+    texts = [x.text if isinstance(x, Prompted) else str(x) for x in inputs]
     if prompt and _pooling_excludes_prompt(st):
         # Instructor-style models pool over the text only: hand the prompt over separately.
         texts = [t.removeprefix(prompt) for t in texts]
@@ -225,6 +235,86 @@ def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarr
         show_progress_bar=False,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _embed_encoded(model: Model, encodings: list[Any], batch_size: int) -> np.ndarray:
+    """What ``SentenceTransformer.encode`` does after tokenizing (longest first, padded per batch,
+    the model's modules, then normalized if asked), from the encodings ``preprocess`` made."""
+    import torch
+
+    st = model.impl
+    names, pad_id = model.state["features"]
+    order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+    out = np.empty((len(encodings), model.dim), dtype=np.float32)
+    st.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            features = {
+                k: v.to(st.device) for k, v in _pad([encodings[i] for i in rows], names, pad_id).items()
+            }
+            vectors = st({**features, "modality": "text"})["sentence_embedding"]
+            if model.normalized:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+            out[rows] = vectors.float().cpu().numpy()
+    return out
+
+
+#: Feature name -> the ``tokenizers.Encoding`` attribute it comes from.
+_FEATURES = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+
+
+def _pad(encodings: list[Any], names: tuple[str, ...], pad_id: int) -> dict[str, Any]:
+    """The batch's right-padded feature tensors (``input_ids`` padded with ``pad_id``, the rest with 0)."""
+    import torch
+
+    width = max(len(e.ids) for e in encodings)
+    tensors = {}
+    for name in names:
+        array = np.full((len(encodings), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            values = getattr(encoding, _FEATURES[name])
+            array[row, : len(values)] = values
+        tensors[name] = torch.from_numpy(array)
+    return tensors
+
+
+def _ids_match(model: Model) -> bool:
+    """Whether feeding ``preprocess``'s encodings to the model is what sentence-transformers does.
+
+    Checked once per model, on a few texts, against its own ``preprocess``: the same features with
+    the same values, text only, and pooling that keeps the prompt.  When not, ``embed`` hands the
+    texts to ``encode``, which tokenizes them again."""
+    if "features" not in model.state:
+        model.state["features"] = _check_features(model)
+    return model.state["features"] is not None
+
+
+_PROBES = ["Hello, World!", "a b", "Ünïcödé  text\twith   spaces, and a rather longer sentence than the others."]
+
+
+def _check_features(model: Model) -> tuple[tuple[str, ...], int] | None:
+    st = model.impl
+    counter = _counter_for(model)
+    if counter is None or _pooling_excludes_prompt(st):
+        return None
+    try:
+        expected = st.preprocess(list(_PROBES))
+        if expected.get("modality", "text") != "text":
+            return None
+        names = tuple(k for k in expected if k != "modality")
+        if "input_ids" not in names or not set(names) <= set(_FEATURES):
+            return None
+        pad_id = st.tokenizer.pad_token_id or 0
+        texts = [t.lower() for t in _PROBES] if getattr(st[0], "do_lower_case", False) else _PROBES
+        ours = _pad(counter.encode_batch(texts, add_special_tokens=True), names, pad_id)
+        for name in names:
+            theirs = expected[name].cpu()
+            if ours[name].shape != theirs.shape or not bool((ours[name] == theirs).all()):
+                return None
+        return names, pad_id
+    except Exception:  # anything unexpected: the plain encode path, which is always right
+        return None
 
 
 def _onnx_input(x: Prompted | str) -> Any:
