@@ -120,8 +120,9 @@ class MilvusStore(VectorStore):
             # Milvus Lite's engine in its own process: with the index made now, it indexes each
             # segment as it seals it, on its own core while this process encodes; its Flush waits
             # for the last ones (see _engine).
+            # Nothing to build yet: not waiting saves pymilvus' first 0.5 s poll of the build.
             with self._failing(collection, f"indexing collection {collection!r}"):
-                self._index_if_missing(collection, wait=True)
+                self._index_if_missing(collection, wait=False)
         # Otherwise the vector index comes with the first flush (the end of the run), built once over
         # sealed rows: searches right after a run are then as fast as later ones.  Until then Milvus Lite
         # searches the rows one by one; a server, which cannot load a collection without an index,
