@@ -143,12 +143,67 @@ def test_vectors_are_float32_rows_matching_sentence_transformers(pm, load, tiny_
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
 
 
+def test_a_plain_folder_runs_without_sentence_transformers(tiny_dir, tmp_path):
+    """Transformer + Pooling (+ Normalize) folders run on transformers alone: importing
+    sentence-transformers costs ~1.5 s of every cold start.  The vectors are its vectors."""
+    import json as json_
+    import subprocess
+    import sys
+
+    script = f"""
+import json, sys
+from embedline.testing import fresh_plugin_manager, load_plugin_model
+from embedline.contracts import Item
+pm = fresh_plugin_manager()
+model = load_plugin_model("minilm", {str(tiny_dir)!r}, pm=pm, base_dir={str(tmp_path)!r}, device="cpu")
+items = [Item(id="0", uri="mem://0", modality="text", text="a man is playing the guitar")]
+vectors = pm.call("embed", "minilm", model=model, mode="document",
+                  inputs=pm.call("preprocess", "minilm", model=model, items=items, mode="document"))
+print(json.dumps({{"st": "sentence_transformers" in sys.modules, "impl": type(model.impl).__name__,
+                  "vector": vectors[0].tolist()}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json_.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {**result, "st": False, "impl": "TorchEncoder"}
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(tiny_dir), device="cpu")
+    expected = reference.encode(["a man is playing the guitar"], normalize_embeddings=True)
+    np.testing.assert_allclose(np.array([result["vector"]]), expected, atol=1e-6)
+
+
 def test_each_text_is_tokenized_once(pm, load, tiny_dir, monkeypatch):
     """preprocess's encodings go to the model as they are: embed never tokenizes again."""
     from sentence_transformers import SentenceTransformer
 
     texts = ["the cat sits on the table", "a man is playing the guitar", "dogs run in the park", "hello"]
     model = load(str(tiny_dir), normalize=True, batch_size=3)
+    inputs = pm.call("preprocess", "minilm", model=model, items=items(*texts), mode="document")
+
+    class NoTokenizer:
+        def __getattr__(self, name):
+            raise AssertionError("tokenized a second time")
+
+    monkeypatch.setattr(model.impl, "tokenizer", NoTokenizer())
+    vectors = pm.call("embed", "minilm", model=model, inputs=inputs, mode="document")
+    expected = SentenceTransformer(str(tiny_dir), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def dense_dir(tmp_path_factory):
+    from embedline_minilm.testing import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("dense") / "st", dim=32, dense=16)
+
+
+def test_other_modules_load_through_sentence_transformers_and_tokenize_once(pm, load, dense_dir, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["the cat sits on the table", "a man is playing the guitar", "dogs run in the park", "hello"]
+    model = load(str(dense_dir), normalize=False, batch_size=3)
+    assert type(model.impl).__name__ == "SentenceTransformer" and model.dim == 16
     run(pm, model, texts[:1])  # the once-per-model check of the features against the model's own
     assert model.state["features"] == (("input_ids", "token_type_ids", "attention_mask"), 0)
 
@@ -159,19 +214,19 @@ def test_each_text_is_tokenized_once(pm, load, tiny_dir, monkeypatch):
     monkeypatch.setattr(model.impl, "tokenize", tokenize_again)
     vectors = run(pm, model, texts)
     monkeypatch.undo()
-    expected = SentenceTransformer(str(tiny_dir), device="cpu").encode(texts, normalize_embeddings=True)
+    expected = SentenceTransformer(str(dense_dir), device="cpu").encode(texts)
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
     # a bare string (not from preprocess) still embeds, through sentence-transformers' encode
     np.testing.assert_allclose(pm.call("embed", "minilm", model=model, inputs=texts, mode="document"), expected,
                                atol=1e-6)
 
 
-def test_a_tokenizer_that_differs_from_the_models_falls_back_to_encode(pm, load, tiny_dir, monkeypatch):
+def test_a_tokenizer_that_differs_from_the_models_falls_back_to_encode(pm, load, dense_dir, monkeypatch):
     from embedline_minilm import _backend
     from sentence_transformers import SentenceTransformer
 
     texts = ["the cat sits on the table", "hello"]
-    model = load(str(tiny_dir), normalize=False)
+    model = load(str(dense_dir), normalize=False)
     real = model.impl.preprocess
 
     def other_ids(inputs, *args, **kwargs):  # the model's own tokenization no longer matches the copy's
@@ -182,7 +237,7 @@ def test_a_tokenizer_that_differs_from_the_models_falls_back_to_encode(pm, load,
     monkeypatch.setattr(model.impl, "preprocess", other_ids)
     assert not _backend._ids_match(model)
     monkeypatch.undo()
-    expected = SentenceTransformer(str(tiny_dir), device="cpu").encode(texts)
+    expected = SentenceTransformer(str(dense_dir), device="cpu").encode(texts)
     np.testing.assert_allclose(run(pm, model, texts), expected, atol=1e-6)
     assert model.state["features"] is None  # decided once per model
 

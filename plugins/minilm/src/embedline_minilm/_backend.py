@@ -33,6 +33,11 @@ def load(spec) -> Model:
 
         return _onnx.load(spec, name, resolved)
     device = resolve_device(spec.device, spec.key)
+    from embedline_minilm import _torch
+
+    plain = _torch.plain_folder(resolved, spec)
+    if plain is not None:  # transformers alone: no sentence-transformers import (see _torch)
+        return _load_plain(spec, name, resolved, plain, device)
 
     st = _load_sentence_transformer(resolved, spec, device)
     if resolved.hub_id is not None:  # now in the local cache: pin the commit that was fetched
@@ -63,6 +68,47 @@ def load(spec) -> Model:
             "document_prompt": prompts["document"],
         },
         runtime={"backend": "torch"},
+    )
+
+
+def _load_plain(spec, name: str, resolved: ResolvedSource, config, device: str) -> Model:
+    from embedline_minilm import _torch
+
+    def make(max_seq_length: int | None) -> Any:
+        return _torch.load(config, resolved.source, device, max_seq_length)
+
+    return folder_model(spec, name, resolved, config, make, backend="torch")
+
+
+def folder_model(spec, name: str, resolved: ResolvedSource, config, make, *, backend: str,
+                 settings: Mapping[str, Any] | None = None) -> Model:  # fmt: skip
+    """The Model of a folder run by one of the plugin's own encoders (``_onnx.STConfig`` ``config``):
+    lengths and prompts by sentence-transformers' rules, the encoder from ``make(max_seq_length)``.
+    The settings are those the sentence-transformers path records, so a collection accepts either."""
+    max_seq_length = spec.option("max_seq_length")
+    if max_seq_length is not None:
+        check_max_seq_length(name, max_seq_length, config.max_positions, spec)
+    else:
+        max_seq_length = config.max_seq_length
+    encoder = make(max_seq_length)
+    prompts = {
+        mode: prompt_for(config.prompts, config.default_prompt_name, mode, spec.option(f"{mode}_prompt"))
+        for mode in MODES
+    }
+    return Model(
+        dim=int(config.dim),
+        modalities=("text",),
+        source=resolved.source,
+        revision=resolved.revision,
+        impl=encoder,
+        normalized=bool(spec.normalize),
+        settings={
+            "max_seq_length": max_seq_length,
+            "query_prompt": prompts["query"],
+            "document_prompt": prompts["document"],
+            **(settings or {}),
+        },
+        runtime={"backend": backend},
     )
 
 
@@ -122,7 +168,7 @@ class Prompted:
     def __init__(self, text: str, tokens: int, encoding: Any = None):
         self.text = text
         self.tokens = tokens
-        self.encoding = encoding  # the onnx backend's tokenization, reused by embed
+        self.encoding = encoding  # the tokenization embed feeds to the model as it is
 
     def __len__(self) -> int:
         return self.tokens
@@ -153,7 +199,7 @@ def preprocess(model: Model, items: Sequence[Item], mode: str) -> list[Any]:
         return out
     limit = model.settings["max_seq_length"] or None
     texts = [out[i] for i in slots]
-    if model.runtime.get("backend") == "onnx":  # tokenized once: embed takes these encodings as they are
+    if _own_tokens(model):  # tokenized once: embed takes these encodings as they are
         encodings = model.impl.tokenize(texts)
         for i, encoding in zip(slots, encodings):
             out[i] = Prompted(out[i], len(encoding.ids), encoding)
@@ -214,7 +260,7 @@ def embed(model: Model, inputs: Sequence[Prompted | str], mode: str) -> np.ndarr
         return np.zeros((0, model.dim), dtype=np.float32)
     batch_size = model.spec.batch_size if model.spec is not None else 32
     prompt = model.settings[f"{mode}_prompt"]
-    if model.runtime.get("backend") == "onnx":
+    if _own_tokens(model):
         given = [_onnx_input(x) for x in inputs]
         return model.impl.encode(given, batch_size=batch_size, normalize=model.normalized, prompt=prompt)
     st = model.impl
@@ -315,6 +361,12 @@ def _check_features(model: Model) -> tuple[tuple[str, ...], int] | None:
         return names, pad_id
     except Exception:  # anything unexpected: the plain encode path, which is always right
         return None
+
+
+def _own_tokens(model: Model) -> bool:
+    """Whether the model is one of ours (onnx, or torch without sentence-transformers): a
+    ``TextEncoder`` that tokenizes, pads and pools by itself."""
+    return hasattr(model.impl, "tokenize") and hasattr(model.impl, "prompt_length")
 
 
 def _onnx_input(x: Prompted | str) -> Any:

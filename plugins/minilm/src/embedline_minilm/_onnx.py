@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from embedline.contracts import MODES, Model
+from embedline.contracts import Model
 from embedline.errors import ConfigError, ModelSourceError
 from embedline.toolkit import ResolvedSource, parse_device
 
-from embedline_minilm._backend import check_max_seq_length, first_line, prompt_for
+from embedline_minilm._backend import first_line, folder_model
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 _LEGACY_POOLING_KEYS = {  # sentence-transformers < 6 wrote one boolean per mode, in this order
@@ -142,41 +142,21 @@ def load(spec, name: str, resolved: ResolvedSource) -> Model:
     quantize = spec.option("quantize")
     onnx_path, tokenizer_path = _onnx_export.onnx_files(resolved, config, spec, quantize=quantize)
 
-    max_seq_length = spec.option("max_seq_length")
-    if max_seq_length is not None:
-        check_max_seq_length(name, max_seq_length, config.max_positions, spec)
-    else:
-        max_seq_length = config.max_seq_length
-    prompts = {
-        mode: prompt_for(config.prompts, config.default_prompt_name, mode, spec.option(f"{mode}_prompt"))
-        for mode in MODES
-    }
-    encoder = OnnxEncoder(
-        session=_session(onnx_path, resolved.source, providers, threads(spec)),
-        path=onnx_path,
-        tokenizer_path=tokenizer_path,
-        config=config,
-        max_seq_length=max_seq_length,
-        source=resolved.source,
-    )
-    encoder.check_output(config.dim)
-    settings: dict[str, Any] = {
-        "max_seq_length": max_seq_length,
-        "query_prompt": prompts["query"],
-        "document_prompt": prompts["document"],
-    }
-    if quantize:
-        settings["quantize"] = quantize  # int8 changes the vectors: another model identity
-    return Model(
-        dim=int(config.dim),
-        modalities=("text",),
-        source=resolved.source,
-        revision=resolved.revision,
-        impl=encoder,
-        normalized=bool(spec.normalize),
-        settings=settings,
-        runtime={"backend": "onnx"},
-    )
+    def make(max_seq_length: int | None) -> OnnxEncoder:
+        encoder = OnnxEncoder(
+            session=_session(onnx_path, resolved.source, providers, threads(spec)),
+            path=onnx_path,
+            tokenizer_path=tokenizer_path,
+            config=config,
+            max_seq_length=max_seq_length,
+            source=resolved.source,
+        )
+        encoder.check_output(config.dim)
+        return encoder
+
+    # int8 changes the vectors: another model identity
+    extra = {"quantize": quantize} if quantize else {}
+    return folder_model(spec, name, resolved, config, make, backend="onnx", settings=extra)
 
 
 def threads(spec) -> int:
@@ -226,28 +206,22 @@ def _session(path: Path, source: str, providers: list[Any], n_threads: int):
 # -- encoding --------------------------------------------------------------------------------
 
 
-class OnnxEncoder:
-    """What ``Model.impl`` holds with ``backend = "onnx"``: a tokenizer, an ONNX Runtime session and
-    the folder's pooling.  ``encode`` is safe to call from several threads (nothing changes after
-    construction: the tokenizers' settings are fixed here, and ``InferenceSession.run`` is
-    thread-safe)."""
+class TextEncoder:
+    """A transformer run on token ids from the folder's ``tokenizer.json``, then the folder's pooling
+    and normalisation: what ``Model.impl`` holds with ``backend = "onnx"`` (:class:`OnnxEncoder`)
+    and, for plain folders, with ``backend = "torch"`` (``_torch.TorchEncoder``).  A subclass runs
+    the transformer (:meth:`_hidden`).  ``encode`` is safe to call from several threads: nothing
+    changes after construction (the tokenizer's settings are fixed here)."""
 
-    def __init__(
-        self, *, session, path: Path, tokenizer_path: Path, config: STConfig, max_seq_length: int | None, source: str
-    ):
+    #: The transformer's input names (a subclass sets them).
+    inputs: list[str]
+
+    def __init__(self, *, tokenizer_path: Path, config: STConfig, max_seq_length: int | None, source: str):
         from tokenizers import Tokenizer
 
-        self.session = session
         self.source = source
-        self.path = path  # the ONNX file: the folder's onnx/model.onnx, or one in the cache
         self.config = config
         self.max_seq_length = max_seq_length
-        self.inputs = [i.name for i in session.get_inputs()]
-        if "input_ids" not in self.inputs:
-            raise ModelSourceError(
-                f"model {source!r}: its ONNX model takes {self.inputs}, not input_ids: not a transformer export"
-            )
-        self.output = _hidden_state_output(session)
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:
@@ -273,6 +247,10 @@ class OnnxEncoder:
         self.special_ids = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
         self._prompt_lengths: dict[str, int] = {}
 
+    def _hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The transformer's last hidden states (batch, tokens, width) for the padded batch ``feeds``."""
+        raise NotImplementedError
+
     def _pad_id(self, tokenizer) -> int:
         token = self.config.tokenizer_config.get("pad_token")
         if isinstance(token, Mapping):
@@ -285,21 +263,6 @@ class OnnxEncoder:
         """Each text's encoding as the model gets it: special tokens added, cut to max_seq_length
         (``encoding.overflowing`` is not empty when it was cut), not padded."""
         return self.tokenizer.encode_batch(texts, add_special_tokens=True)
-
-    def check_output(self, dim: int) -> None:
-        """Run one short text: the pooled width must be what the folder's Pooling module says."""
-        try:
-            got = self.encode(["a"], batch_size=1, normalize=False).shape[1]
-        except Exception as exc:  # inputs it does not get, outputs that are not token states, ...
-            raise ModelSourceError(
-                f"model {self.source!r}: cannot run its ONNX model {self.path} as a transformer: "
-                f"{type(exc).__name__}: {first_line(exc)}"
-            ) from exc
-        if got != dim:
-            raise ModelSourceError(
-                f"model {self.source!r}: its ONNX model {self.path} gives {got}-d vectors, but the folder's Pooling "
-                f"module says {dim}: the ONNX file is not this model's transformer"
-            )
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens the prompt takes at the start of an input, as sentence-transformers counts them."""
@@ -331,7 +294,7 @@ class OnnxEncoder:
             feeds["token_type_ids"] = types
         if "position_ids" in self.inputs:
             feeds["position_ids"] = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy()
-        hidden = self.session.run([self.output], {k: v for k, v in feeds.items() if k in self.inputs})[0]
+        hidden = self._hidden({k: v for k, v in feeds.items() if k in self.inputs})
         return pool(np.asarray(hidden, dtype=np.float32), mask, self.config.pooling, skip)
 
     def _padded(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -348,6 +311,42 @@ class OnnxEncoder:
             mask[row, cols] = encoding.attention_mask
             types[row, cols] = encoding.type_ids
         return ids, mask, types
+
+
+class OnnxEncoder(TextEncoder):
+    """``backend = "onnx"``: the transformer is an ONNX Runtime session (``InferenceSession.run`` is
+    thread-safe)."""
+
+    def __init__(
+        self, *, session, path: Path, tokenizer_path: Path, config: STConfig, max_seq_length: int | None, source: str
+    ):
+        self.session = session
+        self.path = path  # the ONNX file: the folder's onnx/model.onnx, or one in the cache
+        self.inputs = [i.name for i in session.get_inputs()]
+        if "input_ids" not in self.inputs:
+            raise ModelSourceError(
+                f"model {source!r}: its ONNX model takes {self.inputs}, not input_ids: not a transformer export"
+            )
+        self.output = _hidden_state_output(session)
+        super().__init__(tokenizer_path=tokenizer_path, config=config, max_seq_length=max_seq_length, source=source)
+
+    def _hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.output], feeds)[0]
+
+    def check_output(self, dim: int) -> None:
+        """Run one short text: the pooled width must be what the folder's Pooling module says."""
+        try:
+            got = self.encode(["a"], batch_size=1, normalize=False).shape[1]
+        except Exception as exc:  # inputs it does not get, outputs that are not token states, ...
+            raise ModelSourceError(
+                f"model {self.source!r}: cannot run its ONNX model {self.path} as a transformer: "
+                f"{type(exc).__name__}: {first_line(exc)}"
+            ) from exc
+        if got != dim:
+            raise ModelSourceError(
+                f"model {self.source!r}: its ONNX model {self.path} gives {got}-d vectors, but the folder's Pooling "
+                f"module says {dim}: the ONNX file is not this model's transformer"
+            )
 
 
 def _hidden_state_output(session) -> str:

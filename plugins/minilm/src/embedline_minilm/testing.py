@@ -20,18 +20,21 @@ def build_tiny_sentence_transformer(
     normalize: bool = False,
     max_seq_length: int = 128,
     prompts: Mapping[str, str] | None = None,
+    dense: int | None = None,
 ) -> Path:
     """Save a one-layer random BERT with mean pooling as a sentence-transformers folder at ``path``.
 
     The tokenizer is a BERT (WordPiece) tokenizer over whole common English words, so unknown words
     become ``[UNK]``.  ``normalize`` appends a Normalize module; ``prompts`` (e.g. ``{"query": "find
-    the "}``) are saved with the model like those of e5-style models.  Returns ``path``.
+    the "}``) are saved with the model like those of e5-style models; ``dense`` (a width) puts a Dense
+layer after the pooling, as some models have (they load through sentence-transformers, not the
+plugin's own torch path).  Returns ``path``.
     """
     import tempfile
 
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
     from transformers import BertConfig, BertModel, BertTokenizer
 
     if dim % 2:
@@ -55,6 +58,8 @@ def build_tiny_sentence_transformer(
         tokenizer.save_pretrained(backbone)
         transformer = Transformer(backbone, max_seq_length=max_seq_length)
         modules = [transformer, Pooling(dim, pooling_mode="mean")]
+        if dense:
+            modules.append(Dense(dim, dense))
         if normalize:
             modules.append(Normalize())
         model = SentenceTransformer(modules=modules, device="cpu", prompts=dict(prompts) if prompts else None)
