@@ -144,8 +144,8 @@ def test_vectors_are_float32_rows_matching_sentence_transformers(pm, load, tiny_
 
 
 def test_a_plain_folder_runs_without_sentence_transformers(tiny_dir, tmp_path):
-    """Transformer + Pooling (+ Normalize) folders run on transformers alone: importing
-    sentence-transformers costs ~1.5 s of every cold start.  The vectors are its vectors."""
+    """Transformer + Pooling (+ Normalize) folders run without sentence-transformers (whose imports
+    cost ~1.5 s of every cold start), a plain BERT without transformers (~3 s).  Same vectors."""
     import json as json_
     import subprocess
     import sys
@@ -160,17 +160,39 @@ items = [Item(id="0", uri="mem://0", modality="text", text="a man is playing the
 vectors = pm.call("embed", "minilm", model=model, mode="document",
                   inputs=pm.call("preprocess", "minilm", model=model, items=items, mode="document"))
 print(json.dumps({{"st": "sentence_transformers" in sys.modules, "impl": type(model.impl).__name__,
+                  "transformers": "transformers" in sys.modules, "run": type(model.impl.run).__name__,
                   "vector": vectors[0].tolist()}}))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json_.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {**result, "st": False, "impl": "TorchEncoder"}
+    # a plain BERT needs neither transformers nor sentence-transformers
+    assert result == {**result, "st": False, "transformers": False, "impl": "TorchEncoder", "run": "Bert"}
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(tiny_dir), device="cpu")
     expected = reference.encode(["a man is playing the guitar"], normalize_embeddings=True)
     np.testing.assert_allclose(np.array([result["vector"]]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("change", [{"hidden_act": "gelu_new"}, {"model_type": "roberta"}])
+def test_other_encoders_run_on_transformers_automodel(pm, load, tmp_path, change):
+    """Not a BERT Bert computes exactly: transformers' AutoModel runs it, with the same vectors."""
+    import json as json_
+
+    from embedline_minilm.testing import build_tiny_sentence_transformer
+    from sentence_transformers import SentenceTransformer
+
+    folder = build_tiny_sentence_transformer(tmp_path / "other", dim=32, seed=1)
+    config = folder / "config.json"
+    config.write_text(json_.dumps({**json_.loads(config.read_text()), **change}))
+    if change.get("model_type") == "roberta":  # a RoBERTa numbers positions after the padding id
+        config.write_text(json_.dumps({**json_.loads(config.read_text()), "architectures": ["RobertaModel"]}))
+    texts = ["the cat sits on the table", "a man is playing the guitar", "hello"]
+    model = load(str(folder), normalize=False, batch_size=2)
+    assert type(model.impl).__name__ == "TorchEncoder" and type(model.impl.run).__name__ == "function"
+    expected = SentenceTransformer(str(folder), device="cpu").encode(texts)
+    np.testing.assert_allclose(run(pm, model, texts), expected, atol=1e-6)
 
 
 def test_each_text_is_tokenized_once(pm, load, tiny_dir, monkeypatch):

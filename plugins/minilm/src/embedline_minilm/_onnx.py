@@ -273,21 +273,28 @@ class TextEncoder:
         return self._prompt_lengths[prompt]
 
     def encode(self, texts: Sequence[Any], *, batch_size: int, normalize: bool, prompt: str = "") -> np.ndarray:
-        """``texts``: strings, or encodings from :meth:`tokenize` (not tokenized again)."""
+        """``texts``: strings, or encodings from :meth:`tokenize` (not tokenized again).  Batched
+        longest first, as sentence-transformers does, so that a batch pads little; rows come back
+        in the order given."""
         skip = self.prompt_length(prompt) if prompt and not self.config.include_prompt else 0
+        encodings = list(texts)
+        strings = [i for i, t in enumerate(encodings) if isinstance(t, str)]
+        for i, encoding in zip(strings, self.tokenize([encodings[i] for i in strings]) if strings else ()):
+            encodings[i] = encoding
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         step = max(1, batch_size)
-        out = [self._encode_batch(texts[start : start + step], skip) for start in range(0, len(texts), step)]
-        vectors = np.concatenate(out) if out else np.zeros((0, self.config.dim or 0), dtype=np.float32)
+        batches = [order[start : start + step] for start in range(0, len(order), step)]
+        pooled = [self._encode_batch([encodings[i] for i in rows], skip) for rows in batches]
+        if not pooled:
+            return np.zeros((0, self.config.dim or 0), dtype=np.float32)
+        vectors = np.empty((len(encodings), pooled[0].shape[1]), dtype=np.float32)
+        for rows, batch in zip(batches, pooled):
+            vectors[rows] = batch
         if self.config.normalize or normalize:
             vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _encode_batch(self, texts: Sequence[Any], skip: int) -> np.ndarray:
-        strings = [i for i, t in enumerate(texts) if isinstance(t, str)]
-        encodings = list(texts)
-        if strings:
-            for i, encoding in zip(strings, self.tokenize([texts[i] for i in strings])):
-                encodings[i] = encoding
+    def _encode_batch(self, encodings: Sequence[Any], skip: int) -> np.ndarray:
         ids, mask, types = self._padded(encodings)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
