@@ -43,8 +43,8 @@ import embedline.cli, embedline.pipeline
 t_core = time.perf_counter()
 if backend == "onnx":
     import onnxruntime, tokenizers
-else:
-    import sentence_transformers, torch
+else:  # a plain BERT folder (MiniLM) needs torch alone since 5b4929a (it was sentence-transformers before)
+    import torch, tokenizers
 t_backend = time.perf_counter()
 import pymilvus
 t_store_lib = time.perf_counter()
@@ -65,6 +65,7 @@ print(json.dumps({
     "store open": t_store - t_store_lib, "model load": t_model - t_store, "encode (first)": t_encode - t_model,
     "search call": t_search - t_encode, "close": t_close - t_search, "in process": t_close - t0,
     "torch imported": "torch" in sys.modules,
+    "transformers imported": "transformers" in sys.modules,
 }))
 """
 
@@ -145,14 +146,16 @@ def bench_search(work: Path, reps: int, info: dict) -> None:
         print(f"median {backend:<5} {m['median']:6.2f} s (min {m['min']:.2f}, max {m['max']:.2f})")
     print(f"ratio torch/onnx: {ratio:.2f}x (goal >= {SEARCH_GOAL}x: {'met' if ratio >= SEARCH_GOAL else 'missed'}); "
           f"onnx median {med['onnx']['median']:.2f} s (goal about {SEARCH_SECONDS} s)")
-    keys = [k for k in parts["onnx"][0] if k != "torch imported"]
+    keys = [k for k in parts["onnx"][0] if k not in ("torch imported", "transformers imported")]
     breakdown = {b: {k: _common.median([p[k] for p in parts[b]]) for k in keys} for b in BACKENDS}
     print(f"\nbreakdown (medians of {len(parts['onnx'])} fresh processes each), seconds:")
     print(f"{'':<18}" + "".join(f"{b:>9}" for b in BACKENDS))
     for key in keys:
         print(f"{key:<18}" + "".join(f"{breakdown[b][key]:9.3f}" for b in BACKENDS))
     torch_in = {b: any(p["torch imported"] for p in parts[b]) for b in BACKENDS}
+    transformers_in = {b: any(p.get("transformers imported") for p in parts[b]) for b in BACKENDS}
     shown = heavy or "none of torch, transformers, sentence_transformers"
+    print(f"transformers imported: {transformers_in}")
     print(f"torch imported: {torch_in}; `python -X importtime embedline search` (onnx) imported: {shown}")
     _common.save("onnx-search", info, reps=reps, query=QUERY, times=times, median=med, ratio=ratio,
                  goal=SEARCH_GOAL, breakdown=breakdown, parts=parts, torch_imported=torch_in, importtime_heavy=heavy)

@@ -44,7 +44,10 @@ DEFAULT_VENV = _common.BENCH / ".venv-peers"
 
 #: tool -> (which environment runs it, what it does: index, what is stored, ids)
 TOOLS = {
-    "embedline": ("main", "Pipeline.from_toml(embed.toml).run(), pipeline.search(); Milvus Lite via pymilvus, "
+    "embedline": ("main", "Pipeline.from_toml(embed.toml).run(), pipeline.search(); minilm on torch (for this "
+                          "folder, a plain BERT, the plugin's own torch module: sentence-transformers' vectors, "
+                          "neither it nor transformers imported); Milvus Lite via pymilvus, its engine in a process "
+                          "of its own (CPU and RSS counted), "
                           "index AUTOINDEX (HNSW on Lite), COSINE; stores vector, text, uri, metadata, model id; "
                           "ids = content hash; upserts 1000 rows per call"),
     "embedline-flat": ("main", "as embedline, with [store] index = \"FLAT\" (exact search)"),

@@ -366,7 +366,9 @@ def _check_features(model: Model) -> tuple[tuple[str, ...], int] | None:
 def _own_tokens(model: Model) -> bool:
     """Whether the model is one of ours (onnx, or torch without sentence-transformers): a
     ``TextEncoder`` that tokenizes, pads and pools by itself."""
-    return hasattr(model.impl, "tokenize") and hasattr(model.impl, "prompt_length")
+    from embedline_minilm._onnx import TextEncoder
+
+    return isinstance(model.impl, TextEncoder)
 
 
 def _onnx_input(x: Prompted | str) -> Any:
