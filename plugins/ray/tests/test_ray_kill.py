@@ -62,12 +62,20 @@ def project(tmp_path):
         reap(tag, wait=0)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT at its default in the run, as in a terminal: a test session started in the background
+    by a non-interactive shell (``cmd &``) ignores SIGINT, and its children would inherit that, so a
+    Ctrl-C sent to the run would do nothing (Python keeps an inherited SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(project, tag, **env):
     full = {**os.environ, "PYTHONPATH": str(project / "site"), "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
             TAG: tag, "EMBEDLINE_TEST_KILL_FILE": str(project / "driver.pid"), **env}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedline", "run", "--no-progress", "embed.toml"],
         cwd=project, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
     (project / "driver.pid.sent").unlink(missing_ok=True)
     (project / "driver.pid").write_text(str(proc.pid))
