@@ -195,6 +195,32 @@ def test_other_encoders_run_on_transformers_automodel(pm, load, tmp_path, change
     np.testing.assert_allclose(run(pm, model, texts), expected, atol=1e-6)
 
 
+def test_half_precision_weights_are_left_to_transformers(pm, load, tmp_path):
+    from embedline_minilm.testing import build_tiny_sentence_transformer
+    from safetensors.torch import load_file, save_file
+    from sentence_transformers import SentenceTransformer
+
+    folder = build_tiny_sentence_transformer(tmp_path / "half", dim=32, seed=2)
+    weights = folder / "model.safetensors"
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}, str(weights))
+    texts = ["the cat sits on the table", "hello"]
+    model = load(str(folder), normalize=False)
+    assert type(model.impl.run).__name__ == "function"  # AutoModel, not Bert
+    expected = SentenceTransformer(str(folder), device="cpu").encode(texts)
+    np.testing.assert_allclose(run(pm, model, texts), expected, atol=1e-3)
+
+
+def test_unreadable_weights_are_one_line_naming_the_model(load, tmp_path):
+    from embedline_minilm.testing import build_tiny_sentence_transformer
+
+    folder = build_tiny_sentence_transformer(tmp_path / "broken", dim=32, seed=3)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(ModelSourceError, match="cannot load") as err:
+        load(str(folder))
+    assert str(folder) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_each_text_is_tokenized_once(pm, load, tiny_dir, monkeypatch):
     """preprocess's encodings go to the model as they are: embed never tokenizes again."""
     from sentence_transformers import SentenceTransformer

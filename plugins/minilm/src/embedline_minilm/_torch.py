@@ -108,7 +108,7 @@ class TorchEncoder(TextEncoder):
 def _bert(config: STConfig, device: str) -> Any:
     """:class:`Bert` with the folder's weights, or None when the folder is not a plain BERT this
     class computes exactly as transformers' ``BertModel`` does (absolute positions, exact GELU,
-    safetensors weights under the usual names)."""
+    float32 safetensors weights under the usual names)."""
     hf = config.hf_config
     weights = config.transformer_dir / "model.safetensors"
     if (hf.get("model_type") != "bert" or hf.get("position_embedding_type", "absolute") != "absolute"
@@ -117,7 +117,12 @@ def _bert(config: STConfig, device: str) -> Any:
     import torch
     from safetensors.torch import load_file
 
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception:  # an unreadable file: transformers' loader says what is wrong with it
+        return None
+    if any(v.is_floating_point() and v.dtype != torch.float32 for v in state.values()):
+        return None  # fp16/bf16 weights: transformers decides the dtype, as under sentence-transformers
     state = {k.removeprefix("bert."): v for k, v in state.items()}
     try:
         model = _bert_class().build(hf)
@@ -126,7 +131,7 @@ def _bert(config: STConfig, device: str) -> Any:
         return None
     if missing:
         return None
-    model.to(device=torch.device(device), dtype=torch.float32)
+    model.to(device=torch.device(device))
     model.eval()
     model.device = torch.device(device)
     return model
