@@ -50,11 +50,12 @@ def child(config: Path) -> None:
         with lock:
             marks.setdefault(step, [None, None])[edge] = time.perf_counter() - T0
 
-    def timed(owner, attr: str, step: str, once: bool = True) -> None:
+    def timed(owner, attr: str, step: str) -> None:
+        """Mark the first call of ``owner.attr``."""
         original = getattr(owner, attr)
 
         def wrapper(*args, **kwargs):
-            first = step not in marks or not once
+            first = step not in marks
             if first:
                 mark(step, 0)
             try:

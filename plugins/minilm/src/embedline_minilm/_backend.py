@@ -306,23 +306,17 @@ def _embed_encoded(model: Model, encodings: list[Any], batch_size: int) -> np.nd
     return out
 
 
-#: Feature name -> the ``tokenizers.Encoding`` attribute it comes from.
-_FEATURES = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+_FEATURES = ("input_ids", "attention_mask", "token_type_ids")  # in the order ``_onnx.padded`` returns them
 
 
 def _pad(encodings: list[Any], names: tuple[str, ...], pad_id: int) -> dict[str, Any]:
-    """The batch's right-padded feature tensors (``input_ids`` padded with ``pad_id``, the rest with 0)."""
+    """The batch's right-padded feature tensors named ``names``."""
     import torch
 
-    width = max(len(e.ids) for e in encodings)
-    tensors = {}
-    for name in names:
-        array = np.full((len(encodings), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            values = getattr(encoding, _FEATURES[name])
-            array[row, : len(values)] = values
-        tensors[name] = torch.from_numpy(array)
-    return tensors
+    from embedline_minilm._onnx import padded
+
+    arrays = dict(zip(_FEATURES, padded(encodings, pad_id)))
+    return {name: torch.from_numpy(arrays[name]) for name in names}
 
 
 def _ids_match(model: Model) -> bool:

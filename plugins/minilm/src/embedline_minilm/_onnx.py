@@ -305,19 +305,23 @@ class TextEncoder:
         return pool(np.asarray(hidden, dtype=np.float32), mask, self.config.pooling, skip)
 
     def _padded(self, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token ids, attention mask and token types of a batch, padded to its longest encoding on
-        the tokenizer's side (the encodings themselves are left as they are)."""
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        types = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            n = len(encoding.ids)
-            cols = slice(width - n, width) if self.pad_left else slice(0, n)
-            ids[row, cols] = encoding.ids
-            mask[row, cols] = encoding.attention_mask
-            types[row, cols] = encoding.type_ids
-        return ids, mask, types
+        return padded(encodings, self.pad_id, left=self.pad_left)
+
+
+def padded(encodings: Sequence[Any], pad_id: int, *, left: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids, attention mask and token types of a batch of ``tokenizers`` encodings, padded to
+    its longest on the tokenizer's side (the encodings themselves are left as they are)."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encodings), width), dtype=np.int64)
+    types = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        n = len(encoding.ids)
+        cols = slice(width - n, width) if left else slice(0, n)
+        ids[row, cols] = encoding.ids
+        mask[row, cols] = encoding.attention_mask
+        types[row, cols] = encoding.type_ids
+    return ids, mask, types
 
 
 class OnnxEncoder(TextEncoder):

@@ -55,7 +55,7 @@ def load(config: STConfig, source: str, device: str, max_seq_length: int | None)
     run = _bert(config, device)
     if run is None:
         run = _auto_model(config, source, device)
-    return TorchEncoder(run=run, tokenizer_path=config.tokenizer_file(), config=config,
+    return TorchEncoder(run=run, device=device, tokenizer_path=config.tokenizer_file(), config=config,
                         max_seq_length=max_seq_length, source=source)  # fmt: skip
 
 
@@ -80,7 +80,6 @@ def _auto_model(config: STConfig, source: str, device: str) -> Any:
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         return model(**{k: v for k, v in given.items() if k in params}, return_dict=True).last_hidden_state
 
-    run.device = model.device  # type: ignore[attr-defined]
     return run
 
 
@@ -89,9 +88,12 @@ class TorchEncoder(TextEncoder):
 
     inputs = ["input_ids", "attention_mask", "token_type_ids"]
 
-    def __init__(self, *, run: Any, tokenizer_path: Any, config: STConfig, max_seq_length: int | None, source: str):
+    def __init__(self, *, run: Any, device: str, tokenizer_path: Any, config: STConfig, max_seq_length: int | None,
+                 source: str):  # fmt: skip
+        import torch
+
         self.run = run
-        self.device = run.device
+        self.device = torch.device(device)
         super().__init__(tokenizer_path=tokenizer_path, config=config, max_seq_length=max_seq_length, source=source)
 
     def _hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -133,7 +135,6 @@ def _bert(config: STConfig, device: str) -> Any:
         return None
     model.to(device=torch.device(device))
     model.eval()
-    model.device = torch.device(device)
     return model
 
 
