@@ -111,6 +111,9 @@ def test_interrupt_then_kill_9_of_the_driver_then_a_rerun_leave_exactly_the_rows
     ids, count = rows(project, "embed.toml")
     assert count == len(ids) and set(ids) <= expected
     assert f"embedded {len(ids)}," in out, out
+    # The next run starts a Ray of its own: Ray gives its node 30 s to register, which a 2-core
+    # machine still busy with the last one's shutdown can miss.
+    reap(tags[-1], wait=30)
 
     # Killed (SIGKILL) at the 12th embed call of one of its actors (each sleeps 0.05 s per call of
     # 16 items, so the driver has written the first results by then).
@@ -122,6 +125,7 @@ def test_interrupt_then_kill_9_of_the_driver_then_a_rerun_leave_exactly_the_rows
     ids, count = rows(project, "embed.toml")
     assert count == len(ids) and set(ids) <= expected  # no duplicates, no strangers
     assert interrupted < len(ids) < len(expected)  # the kill did land mid-way
+    reap(tags[-1], wait=0)  # the killed driver's Ray processes would linger for about a minute
 
     tags.append(uuid.uuid4().hex)
     final = start(project, tags[-1])
