@@ -23,7 +23,7 @@ def test_plugin_info_declares_a_store_with_every_option():
     assert info.modalities == ()
     assert set(info.options) == {
         "uri", "token", "db_name", "index", "metric", "index_params", "search_params",
-        "write_batch_size", "text_max_length", "lite_engine",
+        "write_batch_size", "write_concurrency", "text_max_length", "lite_engine",
     }  # fmt: skip
     assert info.options["token"].secret
     assert info.options["uri"].default == "embed.db"
@@ -62,6 +62,7 @@ def test_servers_accept_every_index(uri):
         ({"index": "HNSWW"}, "index"),
         ({"uri": "embed.sqlite"}, "uri"),
         ({"write_batch_size": 0}, "write_batch_size"),
+        ({"write_concurrency": 0}, "write_concurrency"),
         ({"text_max_length": 70000}, "text_max_length"),
     ],
 )

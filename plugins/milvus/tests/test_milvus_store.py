@@ -129,6 +129,46 @@ def test_upsert_twice_keeps_one_row_per_id(tmp_path):
         s.close()
 
 
+def _writer_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("embedline-milvus-write")]
+
+
+def test_batches_written_several_at_once_are_all_stored_and_the_threads_end_with_the_store(tmp_path):
+    s = embedline_milvus.store(make_spec(tmp_path, write_batch_size=4, write_concurrency=3))
+    try:
+        s.create_collection("c", FINGERPRINT)
+        vectors = unit_vectors(50, seed=4)
+        s.upsert("c", records(vectors))  # 13 batches, 3 at a time
+        assert 1 <= len(_writer_threads()) <= 3
+        assert s.count("c") == 50
+        hits = s.search("c", vectors[[7, 42]], k=1)
+        assert [h[0].id for h in hits] == ["r7", "r42"]
+        assert hits[0][0].text == "chunk text 7" and hits[0][0].metadata["k"] == 7
+
+        bad = records(unit_vectors(30, seed=5), prefix="b")
+        bad[21] = records([np.ones(DIM + 1, np.float32)], prefix="b21-")[0]
+        with pytest.raises(StoreError, match="dimension mismatch in collection 'c'.*dim 8, got 9"):
+            s.upsert("c", bad)
+        stored = s.existing_ids("c", [r.id for r in bad], MODEL)
+        assert "b21-0" not in stored and {"b0", "b1", "b2", "b3"} <= stored  # the batches before it landed
+    finally:
+        s.close()
+    assert _writer_threads() == []
+
+
+def test_an_in_process_lite_writes_one_batch_at_a_time(tmp_path):
+    s = embedline_milvus.store(make_spec(tmp_path, lite_engine="inline", write_batch_size=4, write_concurrency=3))
+    try:
+        s.create_collection("c", FINGERPRINT)
+        s.upsert("c", records(unit_vectors(20)))
+        assert s.count("c") == 20
+        assert _writer_threads() == []  # no threads: nothing would overlap in this process
+    finally:
+        s.close()
+
+
 def test_existing_ids_respects_the_model_id(filled):
     store, vectors = filled
     store.upsert("c", records(vectors[:2], model="0123456789abcdef", prefix="other"))

@@ -76,7 +76,13 @@ OPTIONS: dict[str, Option] = {
         "this process, which then holds the file alone)",
         choices=LITE_ENGINES,
     ),
-    "write_batch_size": Option(int, 1000, "rows per upsert call"),
+    "write_batch_size": Option(int, 256, "rows per upsert call"),
+    "write_concurrency": Option(
+        int,
+        2,
+        "upsert calls of one write in flight at once, so that the next batch is packed while the database "
+        "stores the last (1: one after the other; an in-process Milvus Lite, `lite_engine = \"inline\"`, uses 1)",
+    ),
     "text_max_length": Option(
         int, 8192, "bytes of text stored per row; longer text is cut at a UTF-8 character boundary"
     ),
@@ -120,6 +126,8 @@ def validate(options: Mapping[str, Any]) -> None:
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}, got {get('metric')!r}")
     if get("write_batch_size") < 1:
         raise ValueError(f"write_batch_size: expected a positive number of rows, got {get('write_batch_size')}")
+    if get("write_concurrency") < 1:
+        raise ValueError(f"write_concurrency: expected a positive number of calls, got {get('write_concurrency')}")
     if not 1 <= get("text_max_length") <= VARCHAR_LIMIT:
         got = get("text_max_length")
         raise ValueError(f"text_max_length: expected 1 to {VARCHAR_LIMIT} bytes (Milvus' VARCHAR limit), got {got}")

@@ -6,6 +6,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +40,10 @@ class MilvusStore(VectorStore):
         self._index_params = dict(option(spec, "index_params") or {})
         self._search_params = dict(option(spec, "search_params") or {})
         self._batch = option(spec, "write_batch_size")
+        # An in-process Milvus Lite serves one write at a time and shares this process's GIL:
+        # nothing to overlap.
+        self._concurrency = 1 if conn.lite_path is not None else option(spec, "write_concurrency")
+        self._pool: ThreadPoolExecutor | None = None
         self._text_max = option(spec, "text_max_length")
         self._dims: dict[str, int] = {}
         self._metrics: dict[str, str] = {}  # the metric each collection's index was built with
@@ -165,14 +170,42 @@ class MilvusStore(VectorStore):
         # of an id repeated within one upsert request (count(*) counts them all, query and search
         # show the first), where Milvus Lite keeps the last.
         latest = {record.id: record for record in records}
-        for batch in _chunks(list(latest.values()), self._batch):
-            rows = [self._row(collection, dim, record) for record in batch]
-            try:
-                # Always upsert, never insert: an insert of an id already stored adds a second row
-                # (on a server and on Lite alike: count(*) counts both).
-                self.client.upsert(collection, rows)
-            except MilvusException as exc:
-                raise self._error(exc, collection, f"writing to collection {collection!r}") from exc
+        batches = list(_chunks(list(latest.values()), self._batch))
+        if len(batches) == 1 or self._concurrency == 1:
+            for batch in batches:
+                self._write(collection, dim, batch)
+            return
+        # Several calls in flight: while the database stores one batch, the next is turned into
+        # rows and packed by pymilvus (Python work in this process).  The batches hold distinct
+        # ids, so the order in which they land does not matter.
+        pool = self._writers()
+        futures = [pool.submit(self._write_quietly, collection, dim, batch) for batch in batches]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()  # after a failure: the batches not started stay unwritten
+            wait(futures)
+
+    def _write_quietly(self, collection: str, dim: int, batch: list[Record]) -> None:
+        with ours():  # a thread of the store's own: its pymilvus logs are dropped too
+            self._write(collection, dim, batch)
+
+    def _write(self, collection: str, dim: int, batch: list[Record]) -> None:
+        rows = [self._row(collection, dim, record) for record in batch]
+        try:
+            # Always upsert, never insert: an insert of an id already stored adds a second row
+            # (on a server and on Lite alike: count(*) counts both).
+            self.client.upsert(collection, rows)
+        except MilvusException as exc:
+            raise self._error(exc, collection, f"writing to collection {collection!r}") from exc
+
+    def _writers(self) -> ThreadPoolExecutor:
+        with self._load_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="embedline-milvus-write")
+            return self._pool
 
     def _row(self, collection: str, dim: int, record: Record) -> dict[str, Any]:
         vector = np.asarray(record.vector, dtype=np.float32).ravel()
@@ -270,6 +303,9 @@ class MilvusStore(VectorStore):
         return 0
 
     def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         if self._client is not None:
             try:
                 self._index_unindexed()
