@@ -305,3 +305,21 @@ def test_the_distillation_device_follows_the_core_rules():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"models\.t\.device: device 'cuda:0' is not available"):
             device("cuda:0")
+
+
+def test_float16_means_are_model2vecs_own_over_many_texts_of_every_length(pm, load, tiny_static_f16):
+    # The float16 table's means are taken over a float32 copy: the same sums, rounded once.
+    from embedline.testing import word_vocabulary
+    from model2vec import StaticModel
+
+    words = [w for w in word_vocabulary() if w.isalpha()]
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 60, size=3000)]
+    model = load(str(tiny_static_f16), normalize=False)
+    inputs = pm.call("preprocess", "model2vec", model=model, items=items(*texts), mode="document")
+    assert all(x.ids is not None for x in inputs)  # every text goes through the means path
+    vectors = pm.call("embed", "model2vec", model=model, inputs=inputs, mode="document")
+    assert model.state["table32"].dtype == np.float32
+    expected = StaticModel.from_pretrained(tiny_static_f16).encode(texts, normalize=False)
+    assert expected.dtype == np.float16
+    np.testing.assert_array_equal(vectors, expected.astype(np.float32))

@@ -147,7 +147,7 @@ def embed(model: Model, inputs: Sequence[str], mode: str) -> np.ndarray:
     impl = model.impl
     if _means_from_ids(impl):
         ids = [getattr(x, "ids", None) for x in inputs]
-        vectors = _mean_of_tokens(impl, [t or [] for t in ids])  # zeros where there are no ids
+        vectors = _mean_of_tokens(impl, [t or [] for t in ids], _float32_table(model))  # zeros where no ids
     else:
         ids, vectors = [None] * len(inputs), np.zeros((len(inputs), model.dim), dtype=np.float32)
     rest = [i for i, t in enumerate(ids) if t is None]
@@ -173,10 +173,25 @@ def _means_from_ids(impl: Any) -> bool:
     return all(hasattr(impl, name) for name in ("embedding", "weights", "token_mapping", "dim"))
 
 
-def _mean_of_tokens(impl: Any, token_ids: Sequence[list[int]]) -> np.ndarray:
+def _float32_table(model: Model) -> np.ndarray | None:
+    """A float32 copy of a float16 embedding table (kept in ``model.state``), else None.
+
+    numpy's mean of float16 values adds them up in float32 and rounds the result to float16, one
+    element at a time without SIMD; the same sums over a float32 copy, rounded to float16 at the
+    end, give the same vectors about five times faster (100k sentences: ~1.2 s less)."""
+    impl = model.impl
+    if getattr(impl, "embedding", None) is None or impl.embedding.dtype != np.float16:
+        return None
+    if "table32" not in model.state:
+        model.state.setdefault("table32", impl.embedding.astype(np.float32))
+    return model.state["table32"]
+
+
+def _mean_of_tokens(impl: Any, token_ids: Sequence[list[int]], table32: np.ndarray | None = None) -> np.ndarray:
     """What ``StaticModel.encode(..., normalize=False)`` computes from a text's token ids: the mean of
     their embedding rows (through the token mapping and weights of a vocabulary-quantized model),
-    in the embedding's dtype, with the same numpy operations, so the vectors are the same."""
+    in the embedding's dtype, with the same numpy operations, so the vectors are the same.
+    ``table32``: the float16 embedding as float32 (:func:`_float32_table`), for the same means faster."""
     dtype = impl.embedding.dtype
     if dtype == np.int8:
         dtype = np.dtype(np.float32)
@@ -188,7 +203,10 @@ def _mean_of_tokens(impl: Any, token_ids: Sequence[list[int]]) -> np.ndarray:
                 buckets.setdefault(len(ids), []).append(i)
         for indices in buckets.values():
             matrix = np.array([token_ids[i] for i in indices], dtype=np.int64)
-            out[indices] = impl.embedding[matrix].mean(axis=1)
+            if table32 is not None:  # float16 table: float32 sums, rounded once (as numpy's float16 mean)
+                out[indices] = table32[matrix].mean(axis=1).astype(np.float16)
+            else:
+                out[indices] = impl.embedding[matrix].mean(axis=1)
         return out
     for i, ids in enumerate(token_ids):
         if ids:
