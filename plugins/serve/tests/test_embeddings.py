@@ -182,4 +182,7 @@ def test_health_and_the_openapi_document(client):
     for path in ("/v1/embeddings", "/v1/models", "/search", "/health", "/media/{uri}"):
         assert path in spec["paths"], path
     assert "multipart/form-data" in spec["paths"]["/search"]["post"]["requestBody"]["content"]
+    assert set(spec["paths"]["/media/{uri}"]) == {"get", "head"}
+    ids = [op["operationId"] for methods in spec["paths"].values() for op in methods.values()]
+    assert len(ids) == len(set(ids)), sorted(ids)  # client generators key methods on these
     assert client.get("/docs").status_code == 200

@@ -383,9 +383,14 @@ def _install_routes(app: FastAPI, service: Service, limits: Limits) -> None:
         hits = await _run_search(service, query=body.query, k=k, filter=flt)
         return _json({"hits": [_hit(h, body.query) for h in hits]})
 
-    @app.api_route("/media/{uri:path}", methods=["GET", "HEAD"], tags=["search"],
-                   responses={**errors, 206: {"description": "a byte range"}}, response_class=FileResponse,
-                   summary="the file of a media hit (Range requests answered 206; HEAD for its headers only)")
+    media_route = {"tags": ["search"], "response_class": FileResponse,
+                   "responses": {**errors, 206: {"description": "a byte range"}}}
+
+    # One route per method: a route with two methods gives both operations one OpenAPI operationId.
+    @app.head("/media/{uri:path}", operation_id="media_head", summary="the headers of a media hit's file",
+              **media_route)
+    @app.get("/media/{uri:path}", operation_id="media", summary="the file of a media hit (Range requests answered 206)",
+             **media_route)
     async def media(uri: str) -> Response:
         source = service.pipeline.config.source
         path = None
