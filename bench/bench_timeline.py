@@ -2,7 +2,8 @@
 against `SentenceTransformer.encode` on the same sentences.
 
 Timeline: a fresh process per repetition (the `--child` mode of this script) ingests N sentences
-with all-MiniLM-L6-v2 (torch, batch 64) into a new Milvus Lite file and prints when each step
+with all-MiniLM-L6-v2 (torch, batch 64), or with `--model model2vec` the distilled Model2Vec model
+(batch 1024), into a new Milvus Lite file and prints when each step
 started and ended, in seconds from the process's first line: imports, the store's connection
 (Milvus Lite's engine starting), the model's load, the collection's creation, the first `embed`
 call, the first write, the final flush (the engine indexing the rows), close.  The step times
@@ -14,6 +15,7 @@ normalize_embeddings=True)`, alternated, medians, and the largest difference bet
 
     python bench/bench_timeline.py --n 5000 --reps 3
     python bench/bench_timeline.py --n 0 --encode 2000 --reps 3
+    python bench/bench_timeline.py --model model2vec --n 100000 --reps 3
 """
 
 from __future__ import annotations
@@ -102,12 +104,13 @@ def child(config: Path) -> None:
     print(json.dumps({"marks": marks, "stored": summary.embedded, "end": time.perf_counter() - T0}))
 
 
-def timeline(n: int, reps: int, work: Path) -> dict:
+def timeline(model: str, n: int, reps: int, work: Path) -> dict:
     rows = _common.write_jsonl(work / f"rows-{n}.jsonl", _common.texts(n))
     runs = []
     for rep in range(reps + 1):  # the first is an untimed warm-up (page cache, bytecode)
         db = work / f"run-{rep}.db"
-        config = _common.write_pipeline(work / f"run-{rep}.toml", "minilm", rows, db, batch_size=64)
+        config = _common.write_pipeline(work / f"run-{rep}.toml", model, rows, db,
+                                        batch_size=_common.MODELS[model]["batch_size"])
         done = subprocess.run([sys.executable, __file__, "--child", str(config)], capture_output=True, text=True,
                               check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -175,15 +178,17 @@ def main() -> None:
         child(Path(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(_common.MODELS), default="minilm", help="the timeline's model")
     parser.add_argument("--n", type=int, default=5000, help="sentences per timeline run (0: no timeline)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument("--encode", type=int, default=0, metavar="N", help="also compare encoding N sentences")
     args = parser.parse_args()
-    info = _common.header(f"timeline of a cold run ({args.n} sentences), encoding ({args.encode})")
+    info = _common.header(f"timeline of a cold run ({args.model}, {args.n} sentences), encoding ({args.encode})")
     with tempfile.TemporaryDirectory(prefix="embedline-timeline-") as tmp:
-        result = {"timeline": timeline(args.n, args.reps, Path(tmp)) if args.n else None,
+        result = {"timeline": timeline(args.model, args.n, args.reps, Path(tmp)) if args.n else None,
                   "encoding": encoding(args.encode, args.reps, Path(tmp)) if args.encode else None}  # fmt: skip
-    _common.save(f"timeline-{args.n}", info, n=args.n, reps=args.reps, encode=args.encode, **result)
+    name = f"timeline-{args.n}" if args.model == "minilm" else f"timeline-{args.model}-{args.n}"
+    _common.save(name, info, model=args.model, n=args.n, reps=args.reps, encode=args.encode, **result)
 
 
 if __name__ == "__main__":
