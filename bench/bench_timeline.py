@@ -109,8 +109,7 @@ def timeline(model: str, n: int, reps: int, work: Path) -> dict:
     runs = []
     for rep in range(reps + 1):  # the first is an untimed warm-up (page cache, bytecode)
         db = work / f"run-{rep}.db"
-        config = _common.write_pipeline(work / f"run-{rep}.toml", model, rows, db,
-                                        batch_size=_common.MODELS[model]["batch_size"])
+        config = _common.write_pipeline(work / f"run-{rep}.toml", model, rows, db)  # the model's batch size
         done = subprocess.run([sys.executable, __file__, "--child", str(config)], capture_output=True, text=True,
                               check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
